@@ -1,0 +1,1 @@
+"""Audio at fdenv's edges: reading and resampling, speech synthesis, VAD and room acoustics."""

@@ -1,0 +1,72 @@
+"""Reading, checking and resampling audio at fdenv's edges.
+
+Inside fdenv all audio is mono float32 in [-1, 1] at 24 kHz; everything read from disk passes
+through :func:`load_mono` so that bad files fail here, with their name, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from fdenv.constants import SAMPLE_RATE
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (exact length ``ceil(n * to / from)``)."""
+    if from_rate <= 0 or to_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    if from_rate == to_rate:
+        return np.asarray(audio, dtype=np.float32)
+    g = gcd(from_rate, to_rate)
+    out = resample_poly(audio, to_rate // g, from_rate // g, axis=-1)
+    return out.astype(np.float32, copy=False)
+
+
+def check_mono(audio: np.ndarray, name: str) -> np.ndarray:
+    """Returns ``audio`` as a finite 1-D float32 array or raises ``ValueError`` naming ``name``."""
+    audio = np.asarray(audio)
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise ValueError(
+            f"{name}: expected mono audio (1-D), got shape {audio.shape}; "
+            "mix down or pick one channel before using it as a user channel"
+        )
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"{name}: expected float audio in [-1, 1], got dtype {audio.dtype}")
+    if not np.all(np.isfinite(audio)):
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise ValueError(f"{name}: audio contains {bad} NaN/Inf samples")
+    return audio.astype(np.float32, copy=False)
+
+
+def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Reads a mono audio file, resampled to 24 kHz; returns it with the file's original rate."""
+    path = Path(path)
+    label = name or str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{label}: audio file {path} does not exist")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise ValueError(f"{label}: cannot read audio file {path}: {err}") from err
+    if audio.shape[1] != 1:
+        raise ValueError(
+            f"{label}: {path} has {audio.shape[1]} channels; a user channel must be mono"
+        )
+    audio = check_mono(audio[:, 0], label)
+    return resample(audio, rate, SAMPLE_RATE), int(rate)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """Writes audio atomically (temporary file, then rename); the format follows the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, audio, rate, format=path.suffix.lstrip(".").upper() or None)
+    tmp.replace(path)
