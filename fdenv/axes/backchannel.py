@@ -1,0 +1,122 @@
+"""Backchanneling: short "mm-hmm"s at the right moments, no takeovers (R_bc).
+
+Scenario: a long user utterance (at least ``min_utterance_s``) during which the partner only made
+short utterances; those are the ground-truth backchannels.
+
+Reward: F1 of the agent's backchannels. An agent speech interval of at most ``max_backchannel_s``
+is a backchannel, a longer one a takeover. A backchannel whose start lies within
+``tolerance_s`` of a ground-truth backchannel's start is a true positive (one-to-one matching);
+other backchannels and every takeover are false positives. F1 = 2 TP / (predicted + true).
+
+Choices left open by the paper: times are compared at the starts of the intervals; an episode
+with no ground truth and no agent speech scores 1 (nothing to do, nothing done wrong).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from fdenv.axes.base import Axis, AxisScore
+from fdenv.episode import Episode
+from fdenv.scenario import Scenario
+from fdenv.scenarios.sentences import load_sentence_bank
+from fdenv.scenarios.synthetic import new_track, synthetic_source
+from fdenv.timeline import Interval
+
+
+def match_count(predicted: Sequence[float], truth: Sequence[float], tolerance_s: float) -> int:
+    """Size of the largest one-to-one matching of times that differ by at most ``tolerance_s``.
+
+    Scanning both sorted lists and pairing each prediction with the earliest unmatched truth in
+    reach is optimal for points on a line with a symmetric window.
+    """
+    truth = sorted(truth)
+    matched, j = 0, 0
+    for t in sorted(predicted):
+        while j < len(truth) and truth[j] < t - tolerance_s:
+            j += 1
+        if j < len(truth) and truth[j] <= t + tolerance_s:
+            matched += 1
+            j += 1
+    return matched
+
+
+def backchannel_f1(
+    agent_speech: Sequence[Interval],
+    truth: Sequence[Interval],
+    max_backchannel_s: float = 1.0,
+    tolerance_s: float = 1.0,
+) -> tuple[float, dict[str, float]]:
+    """Returns F1 and its counts (true positives, backchannels, takeovers, ground truth)."""
+    backchannels = [i.start for i in agent_speech if i.duration <= max_backchannel_s]
+    takeovers = sum(1 for i in agent_speech if i.duration > max_backchannel_s)
+    hits = match_count(backchannels, [i.start for i in truth], tolerance_s)
+    predicted = len(backchannels) + takeovers
+    total = predicted + len(truth)
+    f1 = 1.0 if total == 0 else 2.0 * hits / total
+    counts = {
+        "true_positives": float(hits),
+        "backchannels": float(len(backchannels)),
+        "takeovers": float(takeovers),
+        "ground_truth": float(len(truth)),
+    }
+    return f1, counts
+
+
+@dataclass(frozen=True)
+class Backchannel(Axis):
+    name: ClassVar[str] = "Backchannel"
+    required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "backchannels")
+
+    max_backchannel_s: float = 1.0
+    """Longest agent interval that still counts as a backchannel (the paper's 1 s)."""
+    tolerance_s: float = 1.0
+    """Matching window around a ground-truth backchannel (the paper's +-1 s)."""
+    min_utterance_s: float = 5.0
+    """tau_min of the backchannel axis."""
+    sentence_gap_s: tuple[float, float] = (0.35, 0.9)
+    backchannel_delay_s: tuple[float, float] = (0.05, 0.25)
+    """Where in a gap the partner's backchannel starts."""
+    lead_silence_s: tuple[float, float] = (0.3, 0.8)
+    tail_s: float = 0.2
+
+    def score(self, episode: Episode) -> AxisScore:
+        f1, counts = backchannel_f1(
+            episode.agent_speech_in_window(),
+            episode.scenario.backchannels,
+            self.max_backchannel_s,
+            self.tolerance_s,
+        )
+        return AxisScore(terms={"backchannel": f1}, stats=counts)
+
+    def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
+        bank = load_sentence_bank()
+        lines = [s.replace("|", " ") for s in bank.statements]
+        track = new_track(rng, self.lead_silence_s)
+        spans = track.say_until(
+            self.min_utterance_s,
+            lambda: lines[rng.integers(len(lines))],
+            lambda: rng.uniform(*self.sentence_gap_s),
+        )
+        spans.append(track.say(lines[rng.integers(len(lines))]))
+        track.silence(self.tail_s)
+        gaps = [Interval(a.end, b.start) for a, b in zip(spans, spans[1:])]
+        chosen = [g for g in gaps if rng.random() < 0.8] or [gaps[rng.integers(len(gaps))]]
+        backchannels = []
+        for gap in chosen:
+            start = gap.start + rng.uniform(*self.backchannel_delay_s)
+            end = min(start + rng.uniform(0.3, 0.6), gap.end + 0.2)
+            backchannels.append(Interval(start, end))
+        return Scenario(
+            id=scenario_id,
+            axis=self.name,
+            audio=track.audio(),
+            user_speech=track.speech,
+            backchannels=backchannels,
+            transcripts=track.transcripts,
+            source=synthetic_source(track) | {"backchannel_words": list(bank.backchannels)},
+        )

@@ -1,0 +1,69 @@
+"""The axis: the unit of extension. An axis owns its scenarios' labels, their synthesis and its reward.
+
+A new interactivity axis is a subclass of :class:`Axis` in one file plus one
+:func:`fdenv.registration.register_axis` call, which makes it the environment
+``FullDuplex-<name>-v<version>``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from fdenv.episode import Episode
+from fdenv.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class AxisScore:
+    """An axis' verdict on an episode.
+
+    ``terms`` are reward components; the episode reward is their sum. They are kept apart so that
+    trainers can normalise each one within a group (decoupled normalisation). ``stats`` are
+    diagnostics (latencies, counts) that are not rewards.
+    """
+
+    terms: dict[str, float]
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reward(self) -> float:
+        return float(sum(self.terms.values()))
+
+
+class Axis(ABC):
+    """One facet of interactivity, with the labels it needs, its synthetic scenarios and its reward.
+
+    Subclasses set ``name`` (CamelCase, used in env ids and manifests), ``required_labels``
+    (``Scenario`` attributes that must be non-empty) and implement :meth:`synthesize` and
+    :meth:`score`.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 0
+    required_labels: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
+        """Makes one synthetic scenario of this axis, deterministic given ``rng``'s state."""
+
+    @abstractmethod
+    def score(self, episode: Episode) -> AxisScore:
+        """Scores a finished episode of one of this axis' scenarios."""
+
+    def validate(self, scenario: Scenario) -> None:
+        """Raises ``ValueError`` naming the scenario if a label this axis needs is missing."""
+        scenario.validate()
+        for label in self.required_labels:
+            value = getattr(scenario, label)
+            if value is None or (isinstance(value, list) and not value):
+                raise ValueError(
+                    f"scenario {scenario.id!r}: axis {self.name} needs the label {label!r}, "
+                    "which is missing or empty"
+                )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

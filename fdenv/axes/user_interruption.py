@@ -1,0 +1,94 @@
+"""User interruption: stop when the user cuts in, and answer once they are done (R_int).
+
+Scenario: the user speaks (X), the partner answers (Y, silence in the user channel), the user
+interrupts before the partner is done (X again, the labelled ``interruption``), and the partner
+answers again. ``turn_end`` marks the end of the first user utterance.
+
+Reward: -d, d = seconds from the END of the interruption to the start of the agent's next
+speech. If there is none, d = the rest of the window after the interruption.
+
+Choices left open by the paper: the agent's next speech is its first speech interval that starts
+after the interruption begins and is still going at its end or starts later; speaking straight
+through the interruption therefore is not a response (the agent never yielded). A restart
+inside the interruption is charged ``|start - end|``, like the turn-taking axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from fdenv.axes.base import Axis, AxisScore
+from fdenv.episode import Episode
+from fdenv.scenario import Scenario
+from fdenv.scenarios.sentences import load_sentence_bank
+from fdenv.scenarios.synthetic import new_track, synthetic_source
+from fdenv.timeline import Interval
+
+
+def interruption_delay(
+    agent_speech: list[Interval], interruption: Interval, window_end: float
+) -> tuple[float, bool]:
+    """Returns (d, responded) measured from the end of ``interruption``."""
+    for interval in sorted(agent_speech):
+        if interval.start > interruption.start and interval.end > interruption.end:
+            return abs(interval.start - interruption.end), True
+    return max(window_end - interruption.end, 0.0), False
+
+
+@dataclass(frozen=True)
+class UserInterruption(Axis):
+    name: ClassVar[str] = "UserInterruption"
+    required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "interruption")
+
+    min_utterance_s: float = 3.0
+    """tau_min of the interruption axis (both user utterances are at least this long)."""
+    sentence_gap_s: tuple[float, float] = (0.2, 0.5)
+    interrupt_after_s: tuple[float, float] = (1.8, 3.0)
+    """Silence between the first user utterance and the interruption (the partner speaks)."""
+    lead_silence_s: tuple[float, float] = (0.3, 0.8)
+    response_window_s: tuple[float, float] = (4.0, 5.0)
+
+    def score(self, episode: Episode) -> AxisScore:
+        scenario = episode.scenario
+        assert scenario.interruption is not None
+        delay, responded = interruption_delay(
+            episode.agent_speech_in_window(), scenario.interruption, scenario.duration
+        )
+        return AxisScore(
+            terms={"interruption": -delay},
+            stats={"latency_s": delay, "responded": float(responded)},
+        )
+
+    def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
+        bank = load_sentence_bank()
+        questions = [s.replace("|", " ") for s in bank.questions]
+        interjections = list(bank.interruptions)
+        track = new_track(rng, self.lead_silence_s)
+        track.say_until(
+            self.min_utterance_s,
+            lambda: questions[rng.integers(len(questions))],
+            lambda: rng.uniform(*self.sentence_gap_s),
+        )
+        turn_end = track.now
+        track.silence(rng.uniform(*self.interrupt_after_s))
+        texts = iter([interjections[rng.integers(len(interjections))]])
+        spans = track.say_until(
+            self.min_utterance_s,
+            lambda: next(texts, None) or questions[rng.integers(len(questions))],
+            lambda: rng.uniform(*self.sentence_gap_s),
+        )
+        interruption = Interval(spans[0].start, spans[-1].end)
+        track.silence(rng.uniform(*self.response_window_s))
+        return Scenario(
+            id=scenario_id,
+            axis=self.name,
+            audio=track.audio(),
+            user_speech=track.speech,
+            turn_end=turn_end,
+            interruption=interruption,
+            transcripts=track.transcripts,
+            source=synthetic_source(track),
+        )

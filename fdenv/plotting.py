@@ -1,0 +1,70 @@
+"""Pictures of episodes: who spoke when, against the scenario's labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from fdenv.episode import Episode  # noqa: E402
+from fdenv.timeline import Interval  # noqa: E402
+
+_ROWS = {"user": 2.0, "agent": 1.0, "labels": 0.0}
+
+
+def _bars(ax: Axes, row: str, spans: list[Interval], color: str, label: str) -> None:
+    if spans:
+        ax.broken_barh(
+            [(s.start, s.duration) for s in spans],
+            (_ROWS[row] - 0.35, 0.7),
+            facecolors=color,
+            label=label,
+        )
+
+
+def draw_timeline(ax: Axes, episode: Episode, title: str | None = None) -> None:
+    """Draws user speech, agent speech and the axis labels of an episode on ``ax``."""
+    scenario = episode.scenario
+    ax.axvspan(-episode.lead_in_s, 0.0, color="0.93", label="lead-in")
+    _bars(ax, "user", scenario.user_speech, "tab:blue", "user speech")
+    _bars(ax, "agent", episode.agent_speech, "tab:orange", "agent speech")
+    _bars(ax, "labels", scenario.pauses, "tab:gray", "pause")
+    _bars(ax, "labels", scenario.backchannels, "tab:green", "backchannel (truth)")
+    if scenario.interruption is not None:
+        _bars(ax, "labels", [scenario.interruption], "tab:red", "interruption")
+    if scenario.turn_end is not None:
+        ax.axvline(scenario.turn_end, color="k", linestyle="--", label="turn end")
+    end = episode.num_frames * 0.08 - episode.lead_in_s
+    ax.set_xlim(-episode.lead_in_s, max(end, scenario.duration))
+    ax.set_ylim(-0.6, 2.6)
+    ax.set_yticks(list(_ROWS.values()), list(_ROWS))
+    ax.set_xlabel("time in scenario (s)")
+    ax.set_title(title or f"{scenario.axis}: {scenario.id}", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
+def timeline_figure(episode: Episode, title: str | None = None) -> Figure:
+    fig, ax = plt.subplots(figsize=(10, 2.6), dpi=80, layout="constrained")
+    draw_timeline(ax, episode, title)
+    return fig
+
+
+def timeline_image(episode: Episode, title: str | None = None) -> np.ndarray:
+    """The timeline as an RGB array ``[H, W, 3]`` (what ``render()`` returns)."""
+    fig = timeline_figure(episode, title)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def save_timeline(episode: Episode, path: str | Path, title: str | None = None) -> None:
+    fig = timeline_figure(episode, title)
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""Where an environment's scenarios come from, and how one is drawn per episode."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from fdenv.audio.acoustics import Acoustics, augment
+from fdenv.axes import Axis
+from fdenv.manifest import Manifest
+from fdenv.registration import get_axis
+from fdenv.scenario import Scenario
+from fdenv.scenarios.synthetic import SyntheticScenarios
+
+
+@runtime_checkable
+class ScenarioSource(Protocol):
+    """An indexable set of scenarios whose axes and ids are known without loading audio."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Scenario: ...
+    def axis_of(self, index: int) -> str: ...
+    def id_of(self, index: int) -> str: ...
+
+
+class ScenarioList:
+    """Scenarios held in memory (validated against their axes on construction)."""
+
+    def __init__(self, scenarios: Sequence[Scenario]) -> None:
+        for scenario in scenarios:
+            get_axis(scenario.axis).validate(scenario)
+        self._scenarios = list(scenarios)
+
+    def __len__(self) -> int:
+        return len(self._scenarios)
+
+    def __getitem__(self, index: int) -> Scenario:
+        return self._scenarios[index]
+
+    def axis_of(self, index: int) -> str:
+        return self._scenarios[index].axis
+
+    def id_of(self, index: int) -> str:
+        return self._scenarios[index].id
+
+
+ScenariosArg = str | Path | Sequence[Scenario] | ScenarioSource | None
+
+
+class ScenarioSampler:
+    """Draws an axis uniformly, then one of its scenarios uniformly, then room acoustics.
+
+    ``scenarios`` is a manifest path, a list of scenarios, any :class:`ScenarioSource`, or
+    ``None`` for the embedded synthetic scenarios (``num_scenarios`` per axis, from
+    ``scenario_seed``; use another seed for a held-out set).
+    """
+
+    def __init__(
+        self,
+        axes: list[Axis],
+        scenarios: ScenariosArg = None,
+        *,
+        num_scenarios: int = 64,
+        scenario_seed: int = 0,
+        acoustics: Acoustics | None = None,
+    ) -> None:
+        self.acoustics = acoustics
+        self._choices: dict[str, list[tuple[ScenarioSource, int]]] = {}
+        for source in self._sources(axes, scenarios, num_scenarios, scenario_seed):
+            for index in range(len(source)):
+                self._choices.setdefault(source.axis_of(index), []).append((source, index))
+        wanted = [a.name for a in axes]
+        missing = [name for name in wanted if name not in self._choices]
+        if len(axes) == 1 and missing:
+            raise ValueError(f"no scenarios of axis {missing[0]!r} in {scenarios}")
+        self.axes = [name for name in wanted if name in self._choices]
+        if not self.axes:
+            raise ValueError(f"none of the axes {wanted} has scenarios in {scenarios}")
+
+    @staticmethod
+    def _sources(
+        axes: list[Axis], scenarios: ScenariosArg, num_scenarios: int, seed: int
+    ) -> list[ScenarioSource]:
+        if scenarios is None:
+            return [SyntheticScenarios(a.name, num_scenarios, seed) for a in axes]
+        if isinstance(scenarios, (str, Path)):
+            return [Manifest(scenarios)]
+        if isinstance(scenarios, ScenarioSource):
+            return [scenarios]
+        return [ScenarioList(scenarios)]
+
+    def sample(self, rng: np.random.Generator, options: dict | None = None) -> Scenario:
+        """The next episode's scenario; ``options["scenario"]`` (a Scenario or an id) pins it."""
+        pinned = (options or {}).get("scenario")
+        if isinstance(pinned, Scenario):
+            get_axis(pinned.axis).validate(pinned)
+            scenario = pinned
+        elif pinned is not None:
+            scenario = self._by_id(str(pinned))
+        else:
+            axis = self.axes[rng.integers(len(self.axes))] if len(self.axes) > 1 else self.axes[0]
+            source, index = self._choices[axis][rng.integers(len(self._choices[axis]))]
+            scenario = source[index]
+        if self.acoustics is None:
+            return scenario
+        audio, applied = augment(scenario.audio, scenario.user_speech, self.acoustics, rng)
+        return dataclasses.replace(
+            scenario, audio=audio, source=scenario.source | {"acoustics": applied}
+        )
+
+    def _by_id(self, scenario_id: str) -> Scenario:
+        for choices in self._choices.values():
+            for source, index in choices:
+                if source.id_of(index) == scenario_id:
+                    return source[index]
+        raise ValueError(f"options['scenario']: no scenario with id {scenario_id!r}")

@@ -1,0 +1,1 @@
+"""Sources of user-channel scenarios: synthetic speech and the sentences it speaks."""

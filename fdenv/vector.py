@@ -1,0 +1,172 @@
+"""FullDuplexVectorEnv: many conversations batched in numpy, with GRPO groups.
+
+``gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`` builds it. With
+``group_size=G`` each run of ``G`` consecutive envs plays the same scenario (same audio, same
+acoustics), so one batched policy call rolls out a whole GRPO group. Env ``i`` seeded with
+``seed + i`` draws exactly what a single :class:`FullDuplexEnv` seeded the same way draws; a
+group draws from its first env's generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.error import ResetNeeded
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from fdenv.audio.acoustics import Acoustics
+from fdenv.axes import Axis
+from fdenv.constants import AUDIO_CARD, DEFAULT_LEAD_IN_S, FRAME_SIZE, TEXT_CARD
+from fdenv.engine import DuplexEngine, make_stream
+from fdenv.env import check_actions, final_info, make_spaces
+from fdenv.registration import expand_axes, get_axis
+from fdenv.sampler import ScenarioSampler, ScenariosArg
+from fdenv.voice import TextVoice, Voice
+
+
+class FullDuplexVectorEnv(VectorEnv):
+    """``num_envs`` conversations stepped together; see :class:`fdenv.env.FullDuplexEnv`.
+
+    Extra args:
+        group_size: consecutive envs that share a scenario (must divide ``num_envs``).
+        autoreset_mode: ``NEXT_STEP`` (Gymnasium's default: a finished env restarts on the
+            following step, whose action is ignored) or ``DISABLED`` (reset finished envs
+            yourself, with ``options={"reset_mask": mask}`` for some of them).
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        axis: str | Axis | list[str | Axis] = "TurnTaking",
+        scenarios: ScenariosArg = None,
+        *,
+        group_size: int = 1,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        voice: Voice | None = None,
+        lead_in_s: float = DEFAULT_LEAD_IN_S,
+        text_card: int = TEXT_CARD,
+        audio_card: int = AUDIO_CARD,
+        num_scenarios: int = 64,
+        scenario_seed: int = 0,
+        acoustics: Acoustics | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if num_envs < 1 or group_size < 1 or num_envs % group_size:
+            raise ValueError(
+                f"num_envs ({num_envs}) must be a positive multiple of group_size ({group_size})"
+            )
+        mode = AutoresetMode(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or DISABLED, got {mode}")
+        if render_mode is not None:
+            raise ValueError("the vector env does not render; render single envs instead")
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.num_envs = num_envs
+        self.group_size = group_size
+        self.single_observation_space, self.single_action_space = make_spaces(
+            text_card, audio_card
+        )
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.sampler = ScenarioSampler(
+            expand_axes(axis),
+            scenarios,
+            num_scenarios=num_scenarios,
+            scenario_seed=scenario_seed,
+            acoustics=acoustics,
+        )
+        self.voice = voice or TextVoice()
+        self._engine = DuplexEngine(num_envs, self.voice, lead_in_s)
+        self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._autoreset = np.zeros(num_envs, dtype=bool)
+        self._started = False
+        self._obs = np.zeros((num_envs, FRAME_SIZE), dtype=np.float32)
+
+    @property
+    def lead_in_s(self) -> float:
+        return self._engine.lead_in_s
+
+    @property
+    def engine(self) -> DuplexEngine:
+        """The batched core (per-env episodes via ``engine.episode(i)``)."""
+        return self._engine
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        seeds = self._seeds(seed)
+        options = dict(options or {})
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
+        if mask.shape != (self.num_envs,) or mask.dtype != bool:
+            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
+        groups = mask.reshape(-1, self.group_size)
+        if not np.all(groups.all(axis=1) | ~groups.any(axis=1)):
+            raise ValueError("options['reset_mask'] must reset whole groups of group_size envs")
+        for env, env_seed in enumerate(seeds):
+            if mask[env] and env_seed is not None:
+                self._rngs[env] = seeding.np_random(env_seed)[0]
+        infos: dict[str, Any] = {}
+        for env in np.flatnonzero(mask):
+            infos = self._start(int(env), infos, options)
+        self._autoreset[mask] = False
+        self._started = True
+        return self._engine.observe(self._obs).copy(), infos
+
+    def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, int):
+            return [seed + i for i in range(self.num_envs)]
+        if len(seed) != self.num_envs:
+            raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
+        return list(seed)
+
+    def _start(self, env: int, infos: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """Starts env's next episode; a group's first env draws the scenario for the group."""
+        leader = env - env % self.group_size
+        if env == leader:
+            scenario = self.sampler.sample(self._rngs[leader], options)
+            self._stream = make_stream(scenario, self.lead_in_s)
+        self._engine.start(env, self._stream)
+        info = {"axis": self._stream.scenario.axis, "scenario_id": self._stream.scenario.id}
+        return self._add_info(infos, info, env)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._started:
+            raise ResetNeeded("call reset() before step()")
+        batch = check_actions(actions, self.single_action_space.nvec)
+        if batch.shape[0] != self.num_envs:
+            raise ValueError(f"expected actions for {self.num_envs} envs, got {batch.shape[0]}")
+        restarting = self._autoreset.copy()
+        stale = ~self._engine.running & ~restarting
+        if stale.any():
+            raise ResetNeeded(
+                f"step() called for finished envs {np.flatnonzero(stale).tolist()}; "
+                "reset them first (options={'reset_mask': mask})"
+            )
+        result = self._engine.step(batch)
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        infos: dict[str, Any] = {
+            "t": result.t,
+            "user_speaking": result.user_speaking,
+            "agent_speaking": result.agent_speaking,
+        }
+        for env in np.flatnonzero(result.done):
+            episode = self._engine.episode(int(env))
+            score = get_axis(episode.axis).score(episode)
+            rewards[env] = score.reward
+            infos = self._add_info(infos, final_info(episode, score), int(env))
+        for env in np.flatnonzero(restarting):
+            infos = self._start(int(env), infos, {})
+        if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+            self._autoreset = result.done.copy()
+        truncations = np.zeros(self.num_envs, dtype=bool)
+        obs = self._engine.observe(self._obs).copy()
+        return obs, rewards, result.done.copy(), truncations, infos

@@ -1,0 +1,95 @@
+"""The four reward rules as pure functions, with hand-computed values."""
+
+import pytest
+
+from fdenv.axes.backchannel import backchannel_f1, match_count
+from fdenv.axes.pause_handling import pause_reward
+from fdenv.axes.turn_taking import response_delay
+from fdenv.axes.user_interruption import interruption_delay
+from fdenv.timeline import Interval as I  # noqa: E741
+
+
+class TestPause:
+    def test_longer_than_one_second_is_a_takeover(self):
+        assert pause_reward([I(2.0, 3.5)]) == -1.0  # 1.5 s
+        assert pause_reward([I(2.0, 2.8), I(3.0, 3.9)]) == 0.0  # 0.8 s and 0.9 s
+
+    def test_exactly_one_second_is_allowed_and_silence_is_fine(self):
+        assert pause_reward([I(2.0, 3.0)]) == 0.0
+        assert pause_reward([]) == 0.0
+
+
+class TestTurnTaking:
+    def test_delay_from_turn_end_to_first_long_utterance(self):
+        # turn ends at 5.0; a 2 s answer at 5.4 -> d = 0.4
+        assert response_delay([I(5.4, 7.4)], 5.0, 10.0) == (pytest.approx(0.4), True)
+
+    def test_short_utterances_do_not_count(self):
+        # 0.8 s at 5.2 is not a response; the 1.5 s one at 6.0 is: d = 1.0
+        assert response_delay([I(5.2, 6.0), I(6.0, 7.5)], 5.0, 10.0)[0] == pytest.approx(1.0)
+
+    def test_barge_in_across_turn_end_costs_its_earliness(self):
+        # started 0.5 s before the turn end and kept going: d = |4.5 - 5.0|
+        assert response_delay([I(4.5, 7.0)], 5.0, 10.0) == (pytest.approx(0.5), True)
+
+    def test_speech_ending_before_turn_end_is_not_the_response(self):
+        assert response_delay([I(2.0, 3.5), I(6.0, 8.0)], 5.0, 10.0)[0] == pytest.approx(1.0)
+
+    def test_never_answering_costs_the_rest_of_the_window(self):
+        assert response_delay([], 5.0, 10.0) == (pytest.approx(5.0), False)
+        assert response_delay([I(5.5, 6.2)], 5.0, 9.0) == (pytest.approx(4.0), False)
+
+
+class TestInterruption:
+    def test_delay_is_measured_from_the_end_of_the_interruption(self):
+        # interruption 4-7 s; agent yields at 4.5 and answers at 7.5 -> d = 0.5 (not 3.5)
+        spans = [I(1.0, 4.5), I(7.5, 9.0)]
+        assert interruption_delay(spans, I(4.0, 7.0), 10.0) == (pytest.approx(0.5), True)
+
+    def test_talking_straight_through_is_no_response(self):
+        assert interruption_delay([I(1.0, 9.0)], I(4.0, 7.0), 10.0) == (pytest.approx(3.0), False)
+
+    def test_restart_inside_the_interruption_costs_its_earliness(self):
+        assert interruption_delay([I(6.5, 9.0)], I(4.0, 7.0), 10.0)[0] == pytest.approx(0.5)
+
+    def test_silence_costs_the_rest(self):
+        assert interruption_delay([], I(4.0, 7.0), 12.0) == (pytest.approx(5.0), False)
+
+
+class TestBackchannel:
+    truth = [I(2.0, 2.4), I(5.0, 5.4), I(8.0, 8.4)]
+
+    def test_backchannels_at_the_truth_give_f1_one(self):
+        f1, counts = backchannel_f1([I(2.0, 2.3), I(5.1, 5.5), I(7.5, 7.9)], self.truth)
+        assert f1 == 1.0
+        assert counts["true_positives"] == 3
+
+    def test_one_extra_takeover_lowers_f1_to_six_sevenths(self):
+        # TP = 3, predicted = 3 backchannels + 1 takeover, truth = 3: F1 = 2*3 / (4 + 3)
+        spans = [I(2.0, 2.3), I(5.1, 5.5), I(7.5, 7.9), I(9.0, 11.0)]
+        f1, counts = backchannel_f1(spans, self.truth)
+        assert f1 == pytest.approx(6 / 7)
+        assert counts["takeovers"] == 1
+
+    def test_tolerance_is_one_second_either_side(self):
+        assert backchannel_f1([I(3.0, 3.3)], [I(2.0, 2.4)])[0] == 1.0  # exactly 1 s late
+        assert backchannel_f1([I(3.1, 3.3)], [I(2.0, 2.4)])[0] == 0.0  # 1.1 s late
+        assert backchannel_f1([I(0.9, 1.2)], [I(2.0, 2.4)])[0] == 0.0  # 1.1 s early
+
+    def test_matching_is_one_to_one(self):
+        # two backchannels near one truth: TP 1, predicted 2, truth 1 -> 2/3
+        assert backchannel_f1([I(1.8, 2.1), I(2.3, 2.6)], [I(2.0, 2.4)])[0] == pytest.approx(2 / 3)
+
+    def test_a_one_second_interval_is_still_a_backchannel(self):
+        f1, counts = backchannel_f1([I(2.0, 3.0)], [I(2.0, 2.4)])
+        assert (f1, counts["backchannels"], counts["takeovers"]) == (1.0, 1, 0)
+
+    def test_empty_cases(self):
+        assert backchannel_f1([], self.truth)[0] == 0.0
+        assert backchannel_f1([], [])[0] == 1.0
+        assert backchannel_f1([I(1.0, 1.5)], [])[0] == 0.0
+
+    def test_greedy_matching_is_maximal(self):
+        # pairing 1.6 with 2.5 would strand 2.0; the scan pairs 1.6-1.0 and 2.0-2.5
+        assert match_count([1.6, 2.0], [1.0, 2.5], tolerance_s=1.0) == 2
+        assert match_count([], [1.0], 1.0) == 0
