@@ -36,7 +36,9 @@ _STREAM_NAMES = ["text token"] + [f"audio codebook {i}" for i in range(NUM_CODEB
 
 def make_spaces(text_card: int, audio_card: int) -> tuple[spaces.Box, spaces.MultiDiscrete]:
     if text_card < 4 or audio_card < 1:
-        raise ValueError(f"text_card must be >= 4 and audio_card >= 1, got {text_card}, {audio_card}")
+        raise ValueError(
+            f"text_card must be >= 4 and audio_card >= 1, got {text_card}, {audio_card}"
+        )
     observation = spaces.Box(-1.0, 1.0, (FRAME_SIZE,), np.float32)
     action = spaces.MultiDiscrete(np.array([text_card] + [audio_card] * NUM_CODEBOOKS))
     return observation, action

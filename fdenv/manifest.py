@@ -93,6 +93,13 @@ class Manifest:
         return scenario
 
 
+def write_scenario_audio(folder: Path, scenario: Scenario, audio_format: str = "flac") -> dict:
+    """Writes a scenario's audio under ``folder/audio/`` and returns its manifest line."""
+    relative = f"audio/{scenario.id}.{audio_format}"
+    write_audio(folder / relative, scenario.audio)
+    return scenario.labels_json() | {"audio": relative}
+
+
 class ManifestWriter:
     """Writes scenarios to ``folder/manifest.jsonl`` and ``folder/audio/``.
 
@@ -111,9 +118,11 @@ class ManifestWriter:
         self.count = 0
 
     def add(self, scenario: Scenario) -> None:
-        relative = f"audio/{scenario.id}.{self.audio_format}"
-        write_audio(self.folder / relative, scenario.audio)
-        self._lines.write(json.dumps(scenario.labels_json() | {"audio": relative}) + "\n")
+        self.add_record(write_scenario_audio(self.folder, scenario, self.audio_format))
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """Adds a line whose audio is already in place (written by a worker process)."""
+        self._lines.write(json.dumps(record) + "\n")
         self.count += 1
 
     def __enter__(self) -> ManifestWriter:

@@ -7,13 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from fdenv.episode import Episode  # noqa: E402
-from fdenv.timeline import Interval  # noqa: E402
+from fdenv.episode import Episode
+from fdenv.timeline import Interval
 
 _ROWS = {"user": 2.0, "agent": 1.0, "labels": 0.0}
 

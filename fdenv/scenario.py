@@ -101,7 +101,7 @@ class Scenario:
         return len(self.audio) / SAMPLE_RATE
 
     def validate(self) -> Scenario:
-        """Checks audio and label consistency; raises ``ValueError`` naming the scenario and field."""
+        """Checks audio and labels; a ``ValueError`` names the scenario and the bad field."""
         self.audio = check_mono(self.audio, f"scenario {self.id!r}")
         if len(self.audio) == 0:
             raise ValueError(f"scenario {self.id!r}: audio is empty")

@@ -68,9 +68,7 @@ class FullDuplexVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.num_envs = num_envs
         self.group_size = group_size
-        self.single_observation_space, self.single_action_space = make_spaces(
-            text_card, audio_card
-        )
+        self.single_observation_space, self.single_action_space = make_spaces(text_card, audio_card)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.sampler = ScenarioSampler(
@@ -103,7 +101,9 @@ class FullDuplexVectorEnv(VectorEnv):
         options = dict(options or {})
         mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
         if mask.shape != (self.num_envs,) or mask.dtype != bool:
-            raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)")
+            raise ValueError(
+                f"options['reset_mask'] must be a bool array of shape ({self.num_envs},)"
+            )
         groups = mask.reshape(-1, self.group_size)
         if not np.all(groups.all(axis=1) | ~groups.any(axis=1)):
             raise ValueError("options['reset_mask'] must reset whole groups of group_size envs")

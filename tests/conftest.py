@@ -6,9 +6,9 @@ import pytest
 
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
-from fdenv.constants import FRAME_S, PAD_ID, SAMPLE_RATE  # noqa: E402
-from fdenv.scenario import Scenario  # noqa: E402
-from fdenv.timeline import Interval  # noqa: E402
+from fdenv.constants import FRAME_S, PAD_ID, SAMPLE_RATE
+from fdenv.scenario import Scenario
+from fdenv.timeline import Interval
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "fdbench_v1"

@@ -27,21 +27,27 @@ def pause_scenario():
 
 def test_pause_speaking_1_5_s_in_the_pause_gives_minus_one(pause_scenario):
     # frames start at -0.04 + 0.08k in scenario time; 2.52 .. 4.04 is 19 frames = 1.52 s
-    reward, info = play_oracle(make_env("PauseHandling", pause_scenario), pause_scenario, [(2.52, 4.04)])
+    reward, info = play_oracle(
+        make_env("PauseHandling", pause_scenario), pause_scenario, [(2.52, 4.04)]
+    )
     assert reward == -1.0
     assert info["reward_terms"] == {"pause": -1.0}
     assert info["stats"]["longest_agent_speech_s"] == pytest.approx(1.52)
 
 
 def test_pause_speaking_0_8_s_gives_zero(pause_scenario):
-    reward, info = play_oracle(make_env("PauseHandling", pause_scenario), pause_scenario, [(2.52, 3.32)])
+    reward, info = play_oracle(
+        make_env("PauseHandling", pause_scenario), pause_scenario, [(2.52, 3.32)]
+    )
     assert reward == 0.0
     assert info["agent_speech"] == [pytest.approx((2.52, 3.32))]
 
 
 def test_pause_opening_phrase_counts_only_inside_the_window(pause_scenario):
     # 2.5 s of speech from -2.0 s: only 0.5 s of it lies in the scenario window
-    reward, _ = play_oracle(make_env("PauseHandling", pause_scenario), pause_scenario, [(-2.04, 0.52)])
+    reward, _ = play_oracle(
+        make_env("PauseHandling", pause_scenario), pause_scenario, [(-2.04, 0.52)]
+    )
     assert reward == 0.0
 
 
@@ -101,6 +107,6 @@ def test_held_words_make_continuous_speech():
         _, _, done, _, info = env.step(action)
         k += 1
     # words at frames 40, 45, 50, 55 held 5 frames each: frames 40..59 -> 1.6 s
-    (start, end), = info["agent_speech"]
+    ((start, end),) = info["agent_speech"]
     assert end - start == pytest.approx(1.6)
     assert start == pytest.approx(40 * 0.08 - LEAD)

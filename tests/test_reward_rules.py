@@ -6,7 +6,7 @@ from fdenv.axes.backchannel import backchannel_f1, match_count
 from fdenv.axes.pause_handling import pause_reward
 from fdenv.axes.turn_taking import response_delay
 from fdenv.axes.user_interruption import interruption_delay
-from fdenv.timeline import Interval as I  # noqa: E741
+from fdenv.timeline import Interval as I
 
 
 class TestPause:
@@ -57,7 +57,7 @@ class TestInterruption:
 
 
 class TestBackchannel:
-    truth = [I(2.0, 2.4), I(5.0, 5.4), I(8.0, 8.4)]
+    truth = (I(2.0, 2.4), I(5.0, 5.4), I(8.0, 8.4))
 
     def test_backchannels_at_the_truth_give_f1_one(self):
         f1, counts = backchannel_f1([I(2.0, 2.3), I(5.1, 5.5), I(7.5, 7.9)], self.truth)

@@ -6,8 +6,8 @@ espeak-ng is GPL; fdenv never ships it. The library and its data come from the
 espeak-ng keeps function-level static state in its wave generator (pitch flutter phase, glottal
 cycle counter, gain control) that no API call resets, so two identical requests in one process
 would give slightly different audio. To make every utterance a pure function of its text and
-style, :class:`Espeak` loads the library, synthesises one utterance and unloads it again; this
-costs about 0.3 ms per call, little next to synthesis itself.
+style, :class:`Espeak` loads the library, synthesises one utterance and unloads it again (about
+0.3 ms per call, little next to synthesis itself), and fixes the seed of espeak's noise.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ _EE_OK = 0
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _PARAM_RANGE = 4
+_RAND_SEED = 0
 _BUFFER_MS = 200  # bigger callback buffers mean fewer Python round trips per utterance
 
 RATE_LIMITS = (80, 450)
@@ -235,6 +236,9 @@ class Espeak:
                 f"espeak-ng could not be initialised with the data directory {self._data_path} "
                 f"(library {self._library_path})"
             )
+        # Breath noise comes from a generator seeded per process; fix it for reproducibility.
+        lib.espeak_ng_SetRandSeed.argtypes = (ctypes.c_long,)
+        lib.espeak_ng_SetRandSeed(_RAND_SEED)
         lib.espeak_SetSynthCallback(self._callback)
         return lib, rate
 
@@ -296,6 +300,7 @@ class Espeak:
 
     def _finish(self, text: str, raw: np.ndarray, events: list[tuple[int, int]]) -> Speech:
         audio = resample(raw.astype(np.float32) / 32768.0, self._native_rate, SAMPLE_RATE)
+        np.clip(audio, -1.0, 1.0, out=audio)  # resampling may overshoot a full-scale peak
         loud = np.flatnonzero(np.abs(audio) > SILENCE_THRESHOLD)
         if loud.size == 0:
             raise ValueError(f"espeak produced no audible speech for {text!r}")
@@ -315,33 +320,75 @@ def _word_timings(
     offset_s: float,
     n_samples: int,
 ) -> tuple[Word, ...]:
-    """One word per whitespace token that espeak announced, ends cut back to its last sound.
+    """One word per whitespace token, timed from espeak's word events.
 
-    espeak may announce a token more than once (numbers are read as several words) or with a
-    truncated length (``I'm``), so events are mapped to tokens by position only. Event times
-    have millisecond resolution and may trail the onset slightly, hence the guard.
+    espeak speaks some word pairs as one unit (``on the``, ``have been``) and announces only the
+    first, so tokens without an event share their group's time in proportion to their length.
+    A group ends at its last sound before a pause, or where the next group starts.
     """
-    tokens = [(m.start(), m.end()) for m in _TOKEN_PATTERN.finditer(text)]
-    token_starts = [start for start, _ in tokens]
+    spans = [m.span() for m in _TOKEN_PATTERN.finditer(text)]
+    names = [text[a:b].strip(string.punctuation) or text[a:b] for a, b in spans]
     duration = n_samples / SAMPLE_RATE
-    onsets: dict[int, float] = {}
-    for char_index, ms in events:
-        token = max(bisect.bisect_right(token_starts, char_index) - 1, 0)
-        onsets.setdefault(token, min(max(ms / 1000.0 - offset_s, 0.0), duration))
-    order = sorted(onsets)
+    onsets = _token_onsets([a for a, _ in spans], events)
+    if not onsets:
+        return ()
+    anchors = sorted(onsets)
+    onsets[0] = onsets.pop(anchors[0])  # tokens before the first event join its group
+    anchors[0] = 0
     words = []
-    for k, token in enumerate(order):
-        start = onsets[token]
-        end = onsets[order[k + 1]] if k + 1 < len(order) else duration
-        # The last sound well before the next onset; if silence follows it, the word ended there.
-        j = int(np.searchsorted(loud, round((end - _ONSET_GUARD_S) * SAMPLE_RATE))) - 1
-        if j >= 0 and loud[j] >= round(start * SAMPLE_RATE):
-            silence_end = int(loud[j + 1]) if j + 1 < loud.size else n_samples
-            if silence_end - int(loud[j]) > _MIN_PAUSE_S * SAMPLE_RATE:
-                end = (int(loud[j]) + 1) / SAMPLE_RATE
-        raw = text[tokens[token][0] : tokens[token][1]]
-        words.append(Word(raw.strip(string.punctuation) or raw, start, max(end, start)))
+    for k, first in enumerate(anchors):
+        last = anchors[k + 1] if k + 1 < len(anchors) else len(spans)
+        start = min(max(onsets[first] / 1000.0 - offset_s, 0.0), duration)
+        end = duration
+        if k + 1 < len(anchors):
+            end = min(max(onsets[last] / 1000.0 - offset_s, start), duration)
+        end = _end_of_sound(loud, start, end, n_samples)
+        group = [first] + [i for i in range(first + 1, last) if any(c.isalnum() for c in names[i])]
+        weights = np.cumsum([0] + [len(names[i]) for i in group], dtype=float)
+        bounds = start + (end - start) * weights / weights[-1]
+        bounds[-1] = end  # exactly, so that consecutive groups never overlap by rounding
+        timed = zip(group, bounds[:-1], bounds[1:], strict=True)
+        words += [Word(names[i], float(a), float(b)) for i, a, b in timed]
     return tuple(words)
+
+
+def _token_onsets(token_starts: list[int], events: list[tuple[int, int]]) -> dict[int, int]:
+    """Maps word events (character index, ms) to the token each one starts.
+
+    Numbers give several events inside one token; the second word of a pair spoken as a unit
+    (``too many``) is reported at a position inside the first, so an extra event goes to the
+    next token when that one has no event of its own.
+    """
+
+    def token_of(char_index: int) -> int:
+        return max(bisect.bisect_right(token_starts, char_index) - 1, 0)
+
+    announced = {token_of(index) for index, _ in events}
+    onsets: dict[int, int] = {}
+    latest = -1
+    for index, ms in events:
+        token = token_of(index)
+        if token in onsets and token + 1 < len(token_starts) and token + 1 not in announced:
+            token += 1
+            announced.add(token)
+        if token > latest:
+            onsets[token] = ms
+            latest = token
+    return onsets
+
+
+def _end_of_sound(loud: np.ndarray, start: float, end: float, n_samples: int) -> float:
+    """``end`` moved back to the last sound before it if a pause precedes it.
+
+    Event times have millisecond resolution and may trail the next onset slightly, hence the
+    guard before ``end``; short silences are stop closures inside speech, not pauses.
+    """
+    j = int(np.searchsorted(loud, round((end - _ONSET_GUARD_S) * SAMPLE_RATE))) - 1
+    if j >= 0 and loud[j] >= round(start * SAMPLE_RATE):
+        silence_end = int(loud[j + 1]) if j + 1 < loud.size else n_samples
+        if silence_end - int(loud[j]) > _MIN_PAUSE_S * SAMPLE_RATE:
+            return min(end, (int(loud[j]) + 1) / SAMPLE_RATE)
+    return end
 
 
 def get_engine() -> Espeak:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
@@ -102,14 +103,16 @@ class Backchannel(Axis):
             lambda: lines[rng.integers(len(lines))],
             lambda: rng.uniform(*self.sentence_gap_s),
         )
-        spans.append(track.say(lines[rng.integers(len(lines))]))
+        if len(spans) == 1:  # a single long sentence has no gap to backchannel in
+            track.silence(rng.uniform(*self.sentence_gap_s))
+            spans.append(track.say(lines[rng.integers(len(lines))]))
         track.silence(self.tail_s)
-        gaps = [Interval(a.end, b.start) for a, b in zip(spans, spans[1:])]
+        gaps = [Interval(a.end, b.start) for a, b in pairwise(spans)]
         chosen = [g for g in gaps if rng.random() < 0.8] or [gaps[rng.integers(len(gaps))]]
         backchannels = []
         for gap in chosen:
             start = gap.start + rng.uniform(*self.backchannel_delay_s)
-            end = min(start + rng.uniform(0.3, 0.6), gap.end + 0.2)
+            end = start + rng.uniform(0.3, 0.6)
             backchannels.append(Interval(start, end))
         return Scenario(
             id=scenario_id,

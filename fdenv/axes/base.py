@@ -1,4 +1,4 @@
-"""The axis: the unit of extension. An axis owns its scenarios' labels, their synthesis and its reward.
+"""The axis, fdenv's unit of extension: it owns its scenarios' labels, synthesis and reward.
 
 A new interactivity axis is a subclass of :class:`Axis` in one file plus one
 :func:`fdenv.registration.register_axis` call, which makes it the environment

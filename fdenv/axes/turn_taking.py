@@ -76,7 +76,7 @@ class TurnTaking(Axis):
         lines = [s.replace("|", " ") for s in bank.statements]
         questions = [s.replace("|", " ") for s in bank.questions]
         spans = track.say_until(
-            self.min_utterance_s - 1.0,
+            self.min_utterance_s / 2,
             lambda: lines[rng.integers(len(lines))],
             lambda: rng.uniform(*self.sentence_gap_s),
         )

@@ -1,0 +1,1 @@
+"""Agents that play fdenv's environments: scripted baselines and, later, learned policies."""

@@ -1,0 +1,191 @@
+"""The environment contract: spaces, registry, checkers, vector env, info keys, rendering."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from conftest import WORD, noise_scenario
+from gymnasium.utils.env_checker import check_env
+
+import fdenv
+from fdenv.constants import FRAME_SIZE, PAD_ID
+
+PAPER_IDS = [
+    "FullDuplex-PauseHandling-v0",
+    "FullDuplex-TurnTaking-v0",
+    "FullDuplex-Backchannel-v0",
+    "FullDuplex-UserInterruption-v0",
+    "FullDuplex-Mixed-v0",
+]
+
+
+def fullduplex_ids() -> list[str]:
+    return sorted(i for i in gym.registry if i.startswith("FullDuplex-"))
+
+
+def test_import_registers_the_paper_ids():
+    assert set(PAPER_IDS) <= set(fullduplex_ids())
+
+
+@pytest.mark.parametrize("env_id", fullduplex_ids())
+def test_gymnasium_check_env_passes_for_every_registered_id(env_id):
+    env = gym.make(env_id, num_scenarios=4)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+def test_spaces_follow_the_contract():
+    env = gym.make("FullDuplex-TurnTaking-v0", num_scenarios=2)
+    assert env.observation_space == gym.spaces.Box(-1, 1, (FRAME_SIZE,), np.float32)
+    assert env.action_space.nvec.tolist() == [32000] + [2048] * 8
+    small = gym.make("FullDuplex-TurnTaking-v0", num_scenarios=2, text_card=100, audio_card=16)
+    assert small.action_space.nvec.tolist() == [100] + [16] * 8
+
+
+def random_actions(rng: np.random.Generator, n: int) -> np.ndarray:
+    actions = np.zeros((n, 9), dtype=np.int64)
+    actions[:, 0] = np.where(rng.random(n) < 0.15, WORD, PAD_ID)
+    actions[:, 1:] = rng.integers(0, 2048, (n, 8))
+    return actions
+
+
+def test_episode_plays_lead_in_then_scenario_and_reports_info():
+    scenario = noise_scenario("TurnTaking", 4.0, [(0.5, 2.0)], turn_end=2.0)
+    env = gym.make("FullDuplex-TurnTaking-v0", scenarios=[scenario])
+    obs, info = env.reset(seed=0)
+    assert info["axis"] == "TurnTaking" and info["t"] == -3.0
+    assert np.all(obs == 0.0)  # the lead-in is silence
+    # 3 s + 4 s = 7 s = 87.5 frames -> 88 steps; the last frame is half padding
+    steps, done, seen_user = 0, False, False
+    while not done:
+        obs, reward, done, truncated, info = env.step(np.full(9, PAD_ID))
+        assert set(info) >= {"t", "user_speaking", "agent_speaking"}
+        seen_user |= bool(info["user_speaking"])
+        assert not truncated
+        steps += 1
+        if not done:
+            assert reward == 0.0
+    assert steps == 88 and seen_user
+    assert info["reward_terms"] == {"turn": pytest.approx(-2.0)}
+    assert info["agent_speech"] == []
+
+
+def test_first_user_frame_is_the_scenario_audio():
+    scenario = noise_scenario("TurnTaking", 4.0, [(0.0, 2.0)], turn_end=2.0)
+    env = gym.make("FullDuplex-TurnTaking-v0", scenarios=[scenario], lead_in_s=0.16)
+    env.reset(seed=0)
+    for _ in range(2):
+        obs, *_ = env.step(np.full(9, PAD_ID))
+    np.testing.assert_array_equal(obs, scenario.audio[:FRAME_SIZE])
+
+
+def test_pinned_scenario_by_id_and_seeded_reset_is_deterministic():
+    env = gym.make("FullDuplex-Backchannel-v0", num_scenarios=8)
+    _, first = env.reset(seed=3)
+    _, again = env.reset(seed=3)
+    assert first["scenario_id"] == again["scenario_id"]
+    _, pinned = env.reset(options={"scenario": "Backchannel-s0-000005"})
+    assert pinned["scenario_id"] == "Backchannel-s0-000005"
+
+
+def test_mixed_samples_every_axis():
+    env = gym.make("FullDuplex-Mixed-v0", num_scenarios=2)
+    axes = {env.reset(seed=s)[1]["axis"] for s in range(24)}
+    assert axes == {"PauseHandling", "TurnTaking", "Backchannel", "UserInterruption"}
+
+
+def run_single(seed: int, action_seed: int, episodes: int):
+    env = gym.make("FullDuplex-Mixed-v0", num_scenarios=3)
+    rng = np.random.default_rng(action_seed)
+    obs, _ = env.reset(seed=seed)
+    trace = []
+    for _ in range(episodes):
+        done = False
+        while not done:
+            obs, reward, done, _, info = env.step(random_actions(rng, 1)[0])
+            trace.append((obs.copy(), reward, done, bool(info["agent_speaking"])))
+        obs, _ = env.reset()
+        trace.append((obs.copy(), 0.0, False, False))  # what the vector env shows on autoreset
+    return trace
+
+
+def test_vector_env_matches_single_envs_with_the_same_seeds():
+    n, seed = 3, 11
+    singles = [run_single(seed + i, 100 + i, episodes=2) for i in range(n)]
+    steps = min(len(t) for t in singles)
+    venv = gym.make_vec(
+        "FullDuplex-Mixed-v0", num_envs=n, vectorization_mode="vector_entry_point", num_scenarios=3
+    )
+    rngs = [np.random.default_rng(100 + i) for i in range(n)]
+    venv.reset(seed=seed)
+    dones = np.zeros(n, dtype=bool)
+    for k in range(steps):
+        # an autoreset step ignores its action, and the single run has no step there: draw none
+        actions = np.stack(
+            [
+                np.zeros(9, np.int64) if d else random_actions(r, 1)[0]
+                for r, d in zip(rngs, dones, strict=True)
+            ]
+        )
+        obs, rewards, dones, _, infos = venv.step(actions)
+        for i in range(n):
+            exp_obs, exp_reward, exp_done, exp_agent = singles[i][k]
+            np.testing.assert_array_equal(obs[i], exp_obs)
+            assert rewards[i] == exp_reward and dones[i] == exp_done
+            assert infos["agent_speaking"][i] == exp_agent
+
+
+def test_vector_groups_share_a_scenario():
+    venv = gym.make_vec(
+        "FullDuplex-Mixed-v0",
+        num_envs=8,
+        vectorization_mode="vector_entry_point",
+        group_size=4,
+        num_scenarios=8,
+    )
+    _, infos = venv.reset(seed=0)
+    ids = infos["scenario_id"]
+    assert len(set(ids[:4])) == 1 and len(set(ids[4:])) == 1
+    obs, *_ = venv.step(np.full((8, 9), PAD_ID))
+    for _ in range(60):
+        obs, *_ = venv.step(np.full((8, 9), PAD_ID))
+    np.testing.assert_array_equal(obs[0], obs[3])
+
+
+def test_vector_env_with_autoreset_disabled_needs_explicit_resets():
+    scenario = noise_scenario("TurnTaking", 1.0, [(0.1, 0.9)], turn_end=0.9)
+    venv = fdenv.FullDuplexVectorEnv(
+        2, "TurnTaking", [scenario], autoreset_mode="Disabled", lead_in_s=0.0
+    )
+    venv.reset(seed=0)
+    for _ in range(13):  # 1 s = 12.5 frames -> 13 steps
+        _, _, dones, _, infos = venv.step(np.full((2, 9), PAD_ID))
+    assert dones.all() and infos["_reward_terms"].all()
+    with pytest.raises(gym.error.ResetNeeded, match="finished envs"):
+        venv.step(np.full((2, 9), PAD_ID))
+    venv.reset(options={"reset_mask": np.array([True, True])})
+    venv.step(np.full((2, 9), PAD_ID))
+
+
+def test_vector_env_rejects_bad_group_sizes():
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        fdenv.FullDuplexVectorEnv(6, group_size=4)
+
+
+def test_render_draws_a_timeline():
+    env = gym.make("FullDuplex-UserInterruption-v0", num_scenarios=2, render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(50):
+        env.step(np.full(9, PAD_ID))
+    image = env.render()
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    assert image.std() > 0  # something was drawn
+
+
+def test_torchrl_gym_env_passes_check_env_specs():
+    torchrl_envs = pytest.importorskip("torchrl.envs")
+    from torchrl.envs.utils import check_env_specs
+
+    env = torchrl_envs.GymEnv("FullDuplex-TurnTaking-v0", categorical_action_encoding=True)
+    check_env_specs(env)
+    rollout = env.rollout(5)
+    assert rollout["observation"].shape == (5, FRAME_SIZE)
