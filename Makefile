@@ -20,7 +20,7 @@ demo: install
 	$(PY) examples/play_baselines.py
 
 test: install lint
-	$(PY) -m pytest -n 2 --durations=10
+	$(PY) -m pytest --durations=10
 
 lint: install
 	$(PY) -m ruff check .

@@ -61,7 +61,9 @@ def _parse(content: str, name: str) -> SentenceBank:
             raise ValueError(f"{name}:{number}: line outside any section: {line!r}")
         first, second = split_at_pause(line)
         if not first or second == "" or (second and PAUSE_MARK in second):
-            raise ValueError(f"{name}:{number}: a pause mark needs words on both sides: {line!r}")
+            raise ValueError(
+                f"{name}:{number}: at most one pause mark, with words on both sides: {line!r}"
+            )
         lines[section].append(line)
     return SentenceBank(
         statements=tuple(lines["statement"]),
