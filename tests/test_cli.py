@@ -44,6 +44,7 @@ def test_env_acoustics_change_audio_not_labels():
         for _ in range(60):  # past the 3 s lead-in
             obs, *_ = env.step(np.full(9, PAD_ID))
         frames.append(obs)
-        assert env.unwrapped.episode().scenario.turn_end == dry.unwrapped.episode().scenario.turn_end
+        turn_end = env.unwrapped.episode().scenario.turn_end
+        assert turn_end == dry.unwrapped.episode().scenario.turn_end
     assert not np.array_equal(frames[0], frames[1])  # reverb and noise applied
     np.testing.assert_array_equal(frames[1], frames[2])  # the same seed, the same room

@@ -1,4 +1,4 @@
-"""Embedded synthetic scenarios: deterministic, labels that hold by construction, heard by Silero."""
+"""Embedded synthetic scenarios: deterministic, labels exact by construction, heard by Silero."""
 
 import numpy as np
 import pytest
