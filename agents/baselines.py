@@ -31,7 +31,6 @@ class ScriptedAgent(ABC):
         if word_id in (PAD_ID, EPAD_ID) or word_id < 0:
             raise ValueError(f"word_id must be a word token (not PAD {PAD_ID} or EPAD {EPAD_ID})")
         self.word_id = word_id
-        self.num_envs = 0
         self.reset(1)
 
     def reset(self, num_envs: int) -> None:
@@ -51,7 +50,7 @@ class ScriptedAgent(ABC):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Observations ``[N, 1920]`` -> actions ``[N, 9]`` int64."""
         obs = np.asarray(obs)
-        if obs.ndim != 2 or obs.shape != (self.num_envs, FRAME_SIZE):
+        if obs.shape != (self.num_envs, FRAME_SIZE):
             raise ValueError(
                 f"expected observations of shape ({self.num_envs}, {FRAME_SIZE}), got {obs.shape}"
                 "; call reset(num_envs) for another batch size"
@@ -70,7 +69,7 @@ class ScriptedAgent(ABC):
 
 
 class SilentAgent(ScriptedAgent):
-    """Never speaks: the floor of turn-taking and interruption, a perfect pause handler."""
+    """Never speaks: perfect on pauses, the full no-answer latency on turns and interruptions."""
 
     def _words(self, obs: np.ndarray) -> np.ndarray:
         return np.zeros(len(obs), dtype=bool)

@@ -113,7 +113,7 @@ class ManifestWriter:
         self.folder = Path(folder)
         self.audio_format = audio_format
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.folder / f".{MANIFEST_NAME}.tmp"
+        self._tmp = self.folder / f".tmp-{MANIFEST_NAME}"
         self._lines = self._tmp.open("w", encoding="utf-8")
         self.count = 0
 

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from fdenv.atomic import atomic_path
 from fdenv.episode import Episode
 from fdenv.timeline import Interval
 
@@ -66,5 +67,6 @@ def timeline_image(episode: Episode, title: str | None = None) -> np.ndarray:
 
 def save_timeline(episode: Episode, path: str | Path, title: str | None = None) -> None:
     fig = timeline_figure(episode, title)
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)

@@ -46,6 +46,14 @@ def register_axis(axis: Axis | type[Axis], *, version: int | None = None) -> str
     return new_id
 
 
+def unregister_axis(name: str) -> None:
+    """Removes an axis and its env ids (for throwaway axes in tests and notebooks)."""
+    get_axis(name)
+    del _AXES[name]
+    for registered in [i for i in gym.registry if i.startswith(f"FullDuplex-{name}-v")]:
+        del gym.registry[registered]
+
+
 def get_axis(name: str | Axis) -> Axis:
     """The registered axis called ``name``; ``ValueError`` listing the known ones otherwise."""
     if isinstance(name, Axis):

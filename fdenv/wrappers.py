@@ -7,14 +7,13 @@ a stereo WAV of both sides of the conversation, its labels and scores as JSON, a
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from fdenv.atomic import atomic_path
 from fdenv.audio.io import write_audio
 from fdenv.constants import FRAME_SIZE, SAMPLE_RATE
 from fdenv.engine import make_stream
@@ -24,13 +23,6 @@ from fdenv.plotting import save_timeline
 TONE_HZ = 220.0
 TONE_AMPLITUDE = 0.1
 """The right channel's stand-in for a voice without audio: audible, and far below clipping."""
-
-
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes through a temporary file that keeps the suffix (writers pick formats by it)."""
-    tmp = path.with_name(f".tmp-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _json_default(value: Any) -> Any:
@@ -113,6 +105,7 @@ class RecordEpisode(gym.Wrapper):
             "stats": info.get("stats", {}),
         }
         text = json.dumps(summary, indent=2, default=_json_default)
-        _write_atomically(record, lambda path: path.write_text(text + "\n"))
-        _write_atomically(png, lambda path: save_timeline(episode, path))
+        with atomic_path(record) as tmp:
+            tmp.write_text(text + "\n")
+        save_timeline(episode, png)
         self.paths += [wav, record, png]

@@ -133,6 +133,7 @@ def test_batched_act_matches_per_env_act_including_resets():
     singles = [RuleAgent() for _ in range(4)]
     for agent in singles:
         agent.reset(1)
+    words = 0
     for t, obs in enumerate(frames):
         if t == 150:  # env 2 starts a new episode
             batched.reset_envs(np.array([False, False, True, False]))
@@ -140,7 +141,8 @@ def test_batched_act_matches_per_env_act_including_resets():
         actions = batched.act(obs)
         expected = np.stack([agent.act_one(o) for agent, o in zip(singles, obs, strict=True)])
         np.testing.assert_array_equal(actions, expected)
-    assert (frames.any(axis=-1)).any()
+        words += int(np.sum(actions[:, 0] != PAD_ID))
+    assert words > 20  # the runs set off answers and backchannels, so the comparison has teeth
 
 
 def test_agent_drives_the_vector_env_like_single_envs():

@@ -19,7 +19,7 @@ def test_synth_writes_every_axis_and_env_plays_it(tmp_path, capsys):
         "TurnTaking",
         "UserInterruption",
     ]
-    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left behind
+    assert not list(tmp_path.glob(".tmp-*"))  # no temporary files left behind
     env = gym.make("FullDuplex-Mixed-v0", scenarios=tmp_path / "manifest.jsonl")
     _, info = env.reset(seed=0)
     assert info["scenario_id"] in {manifest.id_of(i) for i in range(12)}

@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from fdenv.atomic import atomic_path
 from fdenv.constants import SAMPLE_RATE
 
 
@@ -65,8 +66,5 @@ def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, in
 
 def write_audio(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
     """Writes audio atomically (temporary file, then rename); the format follows the suffix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, audio, rate, format=path.suffix.lstrip(".").upper() or None)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, rate)

@@ -24,7 +24,7 @@ import numpy as np
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
-from fdenv.scenarios.sentences import load_sentence_bank
+from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.timeline import Interval
 
@@ -96,7 +96,7 @@ class Backchannel(Axis):
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()
-        lines = [s.replace("|", " ") for s in bank.statements]
+        lines = [unmarked(s) for s in bank.statements]
         track = new_track(rng, self.lead_silence_s)
         spans = track.say_until(
             self.min_utterance_s,

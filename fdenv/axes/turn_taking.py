@@ -24,7 +24,7 @@ import numpy as np
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
-from fdenv.scenarios.sentences import load_sentence_bank
+from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.timeline import Interval
 
@@ -73,8 +73,8 @@ class TurnTaking(Axis):
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()
         track = new_track(rng, self.lead_silence_s)
-        lines = [s.replace("|", " ") for s in bank.statements]
-        questions = [s.replace("|", " ") for s in bank.questions]
+        lines = [unmarked(s) for s in bank.statements]
+        questions = [unmarked(s) for s in bank.questions]
         spans = track.say_until(
             self.min_utterance_s / 2,
             lambda: lines[rng.integers(len(lines))],

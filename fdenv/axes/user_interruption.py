@@ -23,7 +23,7 @@ import numpy as np
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
-from fdenv.scenarios.sentences import load_sentence_bank
+from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.timeline import Interval
 
@@ -64,7 +64,7 @@ class UserInterruption(Axis):
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()
-        questions = [s.replace("|", " ") for s in bank.questions]
+        questions = [unmarked(s) for s in bank.questions]
         interjections = list(bank.interruptions)
         track = new_track(rng, self.lead_silence_s)
         track.say_until(

@@ -25,7 +25,7 @@ class SentenceBank:
     def all_text(self) -> list[str]:
         """Every line as it would be spoken, without pause marks (for tokenizer training)."""
         lines = self.statements + self.questions + self.interruptions + self.backchannels
-        return [" ".join(line.replace(PAUSE_MARK, " ").split()) for line in lines]
+        return [unmarked(line) for line in lines]
 
 
 def load_sentence_bank(path: str | Path | None = None) -> SentenceBank:
@@ -71,6 +71,11 @@ def _parse(content: str, name: str) -> SentenceBank:
         interruptions=tuple(lines["interruption"]),
         backchannels=tuple(lines["backchannel"]),
     )
+
+
+def unmarked(sentence: str) -> str:
+    """The sentence as spoken in one go: pause mark removed, spaces squeezed."""
+    return " ".join(sentence.replace(PAUSE_MARK, " ").split())
 
 
 def split_at_pause(sentence: str) -> tuple[str, str | None]:

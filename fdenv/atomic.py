@@ -1,0 +1,25 @@
+"""Files that appear whole or not at all: a crash never leaves half a WAV, manifest or plot."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path`` that is renamed to ``path`` if the block succeeds.
+
+    The temporary name keeps the suffix, since writers such as soundfile and matplotlib choose
+    the format by it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
