@@ -107,5 +107,5 @@ class RecordEpisode(gym.Wrapper):
         text = json.dumps(summary, indent=2, default=_json_default)
         with atomic_path(record) as tmp:
             tmp.write_text(text + "\n")
-        save_timeline(episode, png)
+        save_timeline(episode, png, f"{episode.axis}: {episode.scenario.id}, reward {reward:+.3f}")
         self.paths += [wav, record, png]

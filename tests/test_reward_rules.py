@@ -52,6 +52,11 @@ class TestInterruption:
     def test_restart_inside_the_interruption_costs_its_earliness(self):
         assert interruption_delay([I(6.5, 9.0)], I(4.0, 7.0), 10.0)[0] == pytest.approx(0.5)
 
+    def test_min_response_length_skips_a_backchannel(self):
+        spans = [I(7.2, 7.5), I(8.0, 9.5)]  # a 0.3 s "mm" at 7.2, the answer at 8.0
+        assert interruption_delay(spans, I(4.0, 7.0), 10.0)[0] == pytest.approx(0.2)
+        assert interruption_delay(spans, I(4.0, 7.0), 10.0, 1.0)[0] == pytest.approx(1.0)
+
     def test_silence_costs_the_rest(self):
         assert interruption_delay([], I(4.0, 7.0), 12.0) == (pytest.approx(5.0), False)
 

@@ -11,6 +11,11 @@ Choices left open by the paper: the agent's next speech is its first speech inte
 after the interruption begins and is still going at its end or starts later; speaking straight
 through the interruption therefore is not a response (the agent never yielded). A restart
 inside the interruption is charged ``|start - end|``, like the turn-taking axis.
+
+Known weakness of the paper's rule: any speech counts, so a one-word backchannel right after the
+interruption scores as a prompt answer, and talking over the interruption costs nothing as long
+as the agent falls silent before it ends. ``min_response_s`` (0 = the paper) makes only longer
+utterances count; the LLM-judge reward is the paper's answer to empty responses.
 """
 
 from __future__ import annotations
@@ -29,11 +34,15 @@ from fdenv.timeline import Interval
 
 
 def interruption_delay(
-    agent_speech: list[Interval], interruption: Interval, window_end: float
+    agent_speech: list[Interval],
+    interruption: Interval,
+    window_end: float,
+    min_response_s: float = 0.0,
 ) -> tuple[float, bool]:
     """Returns (d, responded) measured from the end of ``interruption``."""
     for interval in sorted(agent_speech):
-        if interval.start > interruption.start and interval.end > interruption.end:
+        after = interval.start > interruption.start and interval.end > interruption.end
+        if after and interval.duration > min_response_s:
             return abs(interval.start - interruption.end), True
     return max(window_end - interruption.end, 0.0), False
 
@@ -43,6 +52,8 @@ class UserInterruption(Axis):
     name: ClassVar[str] = "UserInterruption"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "interruption")
 
+    min_response_s: float = 0.0
+    """Agent speech must be longer than this to count as the answer (the paper: any speech)."""
     min_utterance_s: float = 3.0
     """tau_min of the interruption axis (both user utterances are at least this long)."""
     sentence_gap_s: tuple[float, float] = (0.2, 0.5)
@@ -55,7 +66,10 @@ class UserInterruption(Axis):
         scenario = episode.scenario
         assert scenario.interruption is not None
         delay, responded = interruption_delay(
-            episode.agent_speech_in_window(), scenario.interruption, scenario.duration
+            episode.agent_speech_in_window(),
+            scenario.interruption,
+            scenario.duration,
+            self.min_response_s,
         )
         return AxisScore(
             terms={"interruption": -delay},
