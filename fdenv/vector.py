@@ -33,8 +33,10 @@ class FullDuplexVectorEnv(VectorEnv):
     Extra args:
         group_size: consecutive envs that share a scenario (must divide ``num_envs``).
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default: a finished env restarts on the
-            following step, whose action is ignored) or ``DISABLED`` (reset finished envs
-            yourself, with ``options={"reset_mask": mask}`` for some of them).
+            following step, whose action is ignored) or ``DISABLED`` (a finished env idles,
+            with zero observations and rewards and ``terminated`` false, until you reset it with
+            ``options={"reset_mask": mask}``; so a batch of episodes of different lengths can
+            be stepped until the longest ends).
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -145,12 +147,6 @@ class FullDuplexVectorEnv(VectorEnv):
         if batch.shape[0] != self.num_envs:
             raise ValueError(f"expected actions for {self.num_envs} envs, got {batch.shape[0]}")
         restarting = self._autoreset.copy()
-        stale = ~self._engine.running & ~restarting
-        if stale.any():
-            raise ResetNeeded(
-                f"step() called for finished envs {np.flatnonzero(stale).tolist()}; "
-                "reset them first (options={'reset_mask': mask})"
-            )
         result = self._engine.step(batch)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         infos: dict[str, Any] = {

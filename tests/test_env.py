@@ -151,7 +151,7 @@ def test_vector_groups_share_a_scenario():
     np.testing.assert_array_equal(obs[0], obs[3])
 
 
-def test_vector_env_with_autoreset_disabled_needs_explicit_resets():
+def test_vector_env_with_autoreset_disabled_idles_until_reset():
     scenario = noise_scenario("TurnTaking", 1.0, [(0.1, 0.9)], turn_end=0.9)
     venv = fdenv.FullDuplexVectorEnv(
         2, "TurnTaking", [scenario], autoreset_mode="Disabled", lead_in_s=0.0
@@ -160,8 +160,8 @@ def test_vector_env_with_autoreset_disabled_needs_explicit_resets():
     for _ in range(13):  # 1 s = 12.5 frames -> 13 steps
         _, _, dones, _, infos = venv.step(np.full((2, 9), PAD_ID))
     assert dones.all() and infos["_reward_terms"].all()
-    with pytest.raises(gym.error.ResetNeeded, match="finished envs"):
-        venv.step(np.full((2, 9), PAD_ID))
+    obs, rewards, dones, _, _ = venv.step(np.full((2, 9), PAD_ID))  # finished envs idle
+    assert not obs.any() and not rewards.any() and not dones.any()
     venv.reset(options={"reset_mask": np.array([True, True])})
     venv.step(np.full((2, 9), PAD_ID))
 

@@ -1,0 +1,83 @@
+"""Log-probabilities of a recorded rollout under a Moshi LM, by one teacher-forced pass.
+
+GRPO needs ``log p(token)`` for the tokens the policy sampled, under the current, the old and the
+reference weights. ``LMModel.forward`` over the recorded 17-stream sequence reproduces the
+streaming logits, so scoring a rollout costs one batched forward pass instead of a replay. The
+probabilities are those of the sampler: logits divided by the temperature, restricted to the
+top-k and renormalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from moshi.models.lm import LMModel
+
+from agents.moshi.policy import SamplingConfig
+
+
+@dataclass
+class SequenceLogProbs:
+    """Per-frame log-probabilities and where they are valid.
+
+    ``text`` is ``[B, T]``; ``audio`` is ``[B, 8, T]`` when requested. A mask is false at
+    positions the model cannot predict (delays, padding after an env's last frame) and at frames
+    the caller marks as not trainable. Invalid positions hold 0, never NaN.
+    """
+
+    text: torch.Tensor
+    text_mask: torch.Tensor
+    audio: torch.Tensor | None = None
+    audio_mask: torch.Tensor | None = None
+
+
+def sampler_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, temp: float, top_k: int
+) -> torch.Tensor:
+    """``log p(tokens)`` under ``softmax(logits / temp)`` restricted to the top ``top_k``.
+
+    ``logits`` is ``[..., card]``, ``tokens`` ``[...]``. A token outside the top-k gets -inf.
+    """
+    scaled = logits.float() / temp
+    if 0 < top_k < scaled.shape[-1]:
+        kth = scaled.topk(top_k, dim=-1).values[..., -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    return scaled.log_softmax(dim=-1).gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
+
+
+def sequence_logprobs(
+    lm: LMModel,
+    codes: torch.Tensor,
+    sampling: SamplingConfig = SamplingConfig(),
+    *,
+    trainable: torch.Tensor | None = None,
+    with_audio: bool = False,
+) -> SequenceLogProbs:
+    """Scores ``codes [B, 17, T]`` (from :meth:`MoshiPolicy.sequences`) under ``lm``.
+
+    ``trainable [B, T]`` marks frames that may carry a loss (for example not the lead-in or a
+    prepended context); gradients flow when ``lm`` requires them. Call it outside streaming.
+    """
+    if lm.is_streaming:
+        raise RuntimeError(
+            "the LM is still streaming (its cache would leak into the teacher-forced pass); "
+            "call MoshiPolicy.stop() after the rollout"
+        )
+    output = lm(codes)
+    text_mask = output.text_mask[:, 0] & (codes[:, 0] >= 0)
+    if trainable is not None:
+        text_mask &= trainable
+    text_logits = torch.where(text_mask[..., None], output.text_logits[:, 0], 0.0)
+    text = sampler_logprobs(text_logits, codes[:, 0], sampling.temp_text, sampling.top_k_text)
+    result = SequenceLogProbs(torch.where(text_mask, text, 0.0), text_mask)
+    if with_audio:
+        audio_codes = codes[:, 1 : 1 + lm.dep_q]
+        audio_mask = output.mask & (audio_codes >= 0)
+        if trainable is not None:
+            audio_mask &= trainable[:, None]
+        logits = torch.where(audio_mask[..., None], output.logits, 0.0)
+        audio = sampler_logprobs(logits, audio_codes, sampling.temp_audio, sampling.top_k_audio)
+        result.audio = torch.where(audio_mask, audio, 0.0)
+        result.audio_mask = audio_mask
+    return result

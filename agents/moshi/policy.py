@@ -1,0 +1,166 @@
+"""MoshiPolicy: Moshi acting in fdenv, one 80 ms frame per call, for a whole batch of envs.
+
+Each call encodes the batch's user frames with a streaming Mimi, steps a streaming ``LMGen``
+once and returns the env actions ``[B, 9]``. Moshi answers with a one-frame delay: the output of
+step ``s`` belongs to frame ``s - 1`` (and so does the user audio fed at step ``s``, as far as the
+LM's teacher-forced pass is concerned), so step 0 has nothing to say and the policy returns
+silence there. The policy records, per env, the 17-stream sequence
+``[text, 8 Moshi audio, 8 user audio]`` frame by frame, which is exactly what
+``LMModel.forward`` needs to score the rollout later (see :mod:`agents.moshi.logprobs`).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from moshi.models.lm import LMGen
+
+from agents.moshi.models import MoshiModels
+from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Moshi's sampling settings; the defaults are the paper's (text 0.7, audio 0.8 / top-k 250)."""
+
+    temp_text: float = 0.7
+    temp_audio: float = 0.8
+    top_k_text: int = 25
+    top_k_audio: int = 250
+    use_sampling: bool = True
+
+
+class MoshiPolicy(torch.nn.Module):
+    """A batched streaming Moshi that maps user frames ``[B, 1920]`` to actions ``[B, 9]``.
+
+    Call :meth:`start` with the batch size once (or let the first :meth:`act` do it), then
+    :meth:`act` once per env step and :meth:`reset` with a mask when envs start new episodes.
+    :meth:`sequences` returns what was played since each env's last reset.
+    """
+
+    def __init__(self, models: MoshiModels, sampling: SamplingConfig = SamplingConfig()):
+        super().__init__()
+        self.models = models
+        self.sampling = sampling
+        models.lm.eval()
+        models.mimi.eval()
+        self.lm_gen = LMGen(
+            models.lm,
+            use_sampling=sampling.use_sampling,
+            temp=sampling.temp_audio,
+            temp_text=sampling.temp_text,
+            top_k=sampling.top_k_audio,
+            top_k_text=sampling.top_k_text,
+            support_out_of_sync=True,
+        )
+        self._streams: ExitStack | None = None
+        self.batch_size = 0
+        self._silence = self._silent_action()
+        self._history: list[torch.Tensor] = []
+        self._first_step = np.zeros(0, dtype=np.int64)
+
+    @property
+    def device(self) -> torch.device:
+        return self.models.device
+
+    @property
+    def text_card(self) -> int:
+        return self.models.text_card
+
+    @property
+    def audio_card(self) -> int:
+        return self.models.audio_card
+
+    def check_env(self, env) -> None:
+        """Raises ``ValueError`` if the env's action space does not match the model's vocabularies."""
+        space = getattr(env, "single_action_space", None) or env.action_space
+        nvec = [int(n) for n in space.nvec]
+        expected = [self.text_card] + [self.audio_card] * NUM_CODEBOOKS
+        if nvec != expected:
+            raise ValueError(
+                f"env action sizes {nvec[:2]}... do not match the model (text_card "
+                f"{self.text_card}, audio_card {self.audio_card}); make the env with "
+                f"text_card={self.text_card}, audio_card={self.audio_card}"
+            )
+
+    @torch.no_grad()
+    def _silent_action(self) -> torch.Tensor:
+        """PAD text and the audio codes Mimi gives to silence: what Moshi says before it can."""
+        mimi = self.models.mimi
+        with mimi.streaming(1):
+            for _ in range(2):
+                codes = mimi.encode(torch.zeros(1, 1, FRAME_SIZE, device=self.device))
+        return torch.cat([torch.tensor([PAD_ID], device=self.device), codes[0, :, 0]])
+
+    def start(self, batch_size: int) -> None:
+        """Enters streaming mode for ``batch_size`` envs, all at the start of an episode."""
+        self.stop()
+        self._streams = ExitStack()
+        self._streams.enter_context(self.models.mimi.streaming(batch_size))
+        self._streams.enter_context(self.lm_gen.streaming(batch_size))
+        self.batch_size = batch_size
+        self._history = []
+        self._first_step = np.zeros(batch_size, dtype=np.int64)
+
+    def stop(self) -> None:
+        if self._streams is not None:
+            self._streams.close()
+            self._streams = None
+
+    def reset(self, mask: np.ndarray | torch.Tensor | None = None) -> None:
+        """Starts new episodes in the envs where ``mask`` is true (all when ``None``)."""
+        if self._streams is None:
+            raise RuntimeError("call start(batch_size) before reset()")
+        if mask is None:
+            mask = np.ones(self.batch_size, dtype=bool)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.batch_size,):
+            raise ValueError(f"reset mask must have shape ({self.batch_size},), got {mask.shape}")
+        if not mask.any():
+            return
+        torch_mask = torch.as_tensor(mask, device=self.device)
+        self.models.mimi.reset_streaming(torch_mask)
+        self.lm_gen.reset_streaming(torch_mask)
+        self._first_step[mask] = len(self._history)
+        if mask.all():
+            self._history = []
+            self._first_step[:] = 0
+
+    @torch.no_grad()
+    def act(self, user_frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """One step for every env: user audio ``[B, 1920]`` in, actions ``[B, 9]`` (int64) out."""
+        frames = torch.as_tensor(np.asarray(user_frames), dtype=torch.float32, device=self.device)
+        if frames.ndim != 2 or frames.shape[1] != FRAME_SIZE:
+            raise ValueError(f"expected user frames [B, {FRAME_SIZE}], got {tuple(frames.shape)}")
+        if self._streams is None or frames.shape[0] != self.batch_size:
+            self.start(frames.shape[0])
+        codes = self.models.mimi.encode(frames[:, None, :])
+        out = self.lm_gen.step(codes)[:, :, 0]
+        actions = torch.where(out >= 0, out, self._silence)
+        self._history.append(torch.cat([out, codes[:, :, 0]], dim=1))
+        return actions.cpu().numpy()
+
+    def sequences(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 17-stream frames played since each env's reset, for ``LMModel.forward``.
+
+        Returns ``codes [B, 17, T]`` (long; ``-1``, the zero token, after an env's last frame)
+        and ``lengths [B]``. Frame ``j`` of env ``b`` is the output and user codes of its step
+        ``j + 1``; its step 0 belongs to no frame and its last step's frame is not finished.
+        """
+        if not self._history:
+            return torch.zeros(self.batch_size, 17, 0, dtype=torch.long), torch.zeros(
+                self.batch_size, dtype=torch.long
+            )
+        history = torch.stack(self._history, dim=2)  # [B, 17, steps]
+        lengths = torch.as_tensor(len(self._history) - self._first_step - 1).clamp(min=0)
+        frames = int(lengths.max())
+        codes = torch.full(
+            (self.batch_size, 17, frames), self.models.lm.zero_token_id, dtype=torch.long
+        )
+        for env in range(self.batch_size):
+            first = int(self._first_step[env]) + 1
+            codes[env, :, : lengths[env]] = history[env, :, first : first + int(lengths[env])]
+        return codes.to(self.device), lengths
