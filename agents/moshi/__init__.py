@@ -1,4 +1,4 @@
-"""Moshi as an fdenv policy: models and checkpoints, batched streaming rollouts, log-probabilities."""
+"""Moshi as an fdenv policy: models, checkpoints, batched streaming rollouts, log-probabilities."""
 
 from agents.moshi.logprobs import SequenceLogProbs, sequence_logprobs
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models

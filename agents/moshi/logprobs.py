@@ -16,6 +16,8 @@ from moshi.models.lm import LMModel
 
 from agents.moshi.policy import SamplingConfig
 
+DEFAULT_SAMPLING = SamplingConfig()
+
 
 @dataclass
 class SequenceLogProbs:
@@ -49,7 +51,7 @@ def sampler_logprobs(
 def sequence_logprobs(
     lm: LMModel,
     codes: torch.Tensor,
-    sampling: SamplingConfig = SamplingConfig(),
+    sampling: SamplingConfig = DEFAULT_SAMPLING,
     *,
     trainable: torch.Tensor | None = None,
     with_audio: bool = False,

@@ -75,7 +75,7 @@ class MoshiPolicy(torch.nn.Module):
         return self.models.audio_card
 
     def check_env(self, env) -> None:
-        """Raises ``ValueError`` if the env's action space does not match the model's vocabularies."""
+        """Raises ``ValueError`` if the env's action sizes differ from the model's vocabularies."""
         space = getattr(env, "single_action_space", None) or env.action_space
         nvec = [int(n) for n in space.nvec]
         expected = [self.text_card] + [self.audio_card] * NUM_CODEBOOKS
