@@ -8,13 +8,19 @@ example with a VAD, the paper's way) rather than from its per-frame guess.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID
+from fdenv.audio.vad import EnergyVAD, SileroVAD
+from fdenv.constants import EPAD_ID, FRAME_S, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE
 from fdenv.timeline import Interval, mask_to_intervals
+
+if TYPE_CHECKING:
+    from moshi.models.compression import MimiModel
 
 
 class VoiceFrame(NamedTuple):
@@ -81,3 +87,76 @@ class TextVoice(Voice):
         word = (text != self.pad_id) & (text != self.epad_id)
         self._since_word = np.where(word, 0, self._since_word + 1)
         return VoiceFrame(self._since_word < self.hold_frames)
+
+
+class MimiVoice(Voice):
+    """The agent's audio tokens decoded by a streaming Mimi: the paper's way of hearing the agent.
+
+    Every step decodes one frame for all envs in one batched call. Mimi's decoder is causal with
+    no lookahead: its first call already returns a full 80 ms frame, and the frames joined equal
+    a non-streaming decode of the whole token sequence, so decoded frame ``k`` is episode frame
+    ``k`` with no delay to undo.
+
+    The rewards' speech intervals come from Silero VAD over the episode's audio. The per-frame
+    ``speaking`` is provisional: a frame whose RMS exceeds ``threshold_db`` dBFS, cheap enough for
+    every step but unable to tell speech from noise; it only feeds the per-step infos.
+
+    The voice decodes with its own copy of ``mimi``: Mimi keeps its streaming state inside the
+    module, so the Mimi a policy encodes the user with cannot stream for the env too.
+    """
+
+    makes_audio = True
+
+    def __init__(
+        self, mimi: MimiModel, *, threshold_db: float = -40.0, vad: SileroVAD | None = None
+    ) -> None:
+        if mimi.is_streaming:
+            raise ValueError(
+                "MimiVoice copies its Mimi and cannot copy one mid-stream; make the voice before "
+                "a policy starts streaming with the same Mimi"
+            )
+        if (mimi.sample_rate, mimi.frame_size) != (SAMPLE_RATE, FRAME_SIZE):
+            raise ValueError(
+                f"MimiVoice needs a {SAMPLE_RATE} Hz Mimi with {FRAME_SIZE}-sample frames, got "
+                f"{mimi.sample_rate} Hz and {mimi.frame_size}"
+            )
+        if mimi.total_codebooks < NUM_CODEBOOKS:
+            raise ValueError(f"Mimi has {mimi.total_codebooks} codebooks, needs {NUM_CODEBOOKS}")
+        self.mimi = copy.deepcopy(mimi).eval()
+        self.audio_card = int(mimi.cardinality)
+        self.energy = EnergyVAD(threshold_db)
+        self.vad = vad or SileroVAD()
+        self._stream: ExitStack | None = None
+
+    def reset(self, num_envs: int) -> None:
+        if self._stream is not None:
+            self._stream.close()
+        self._stream = self.mimi.streaming(num_envs)
+
+    def reset_envs(self, mask: np.ndarray) -> None:
+        import torch
+
+        self.mimi.reset_streaming(torch.as_tensor(mask, dtype=torch.bool))
+
+    def step(self, actions: np.ndarray) -> VoiceFrame:
+        import torch
+
+        codes = actions[:, 1 : 1 + NUM_CODEBOOKS]
+        if codes.max() >= self.audio_card:
+            # F.embedding would raise an IndexError on CPU and a device assert on CUDA
+            raise ValueError(
+                f"audio token {codes.max()} is outside Mimi's codebooks [0, {self.audio_card - 1}]"
+                f"; make the env with audio_card={self.audio_card}"
+            )
+        device = next(self.mimi.parameters()).device
+        with torch.no_grad():
+            audio = self.mimi.decode(torch.as_tensor(codes, device=device)[:, :, None])
+        audio = audio[:, 0].float().cpu().numpy()
+        return VoiceFrame(self.energy.frame_activity(audio), audio)
+
+    def speech_intervals(
+        self, speaking: np.ndarray, audio: np.ndarray | None = None
+    ) -> list[Interval]:
+        if audio is None:  # no frame played yet
+            return super().speech_intervals(speaking)
+        return self.vad.speech_intervals(audio, SAMPLE_RATE)

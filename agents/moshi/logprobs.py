@@ -83,3 +83,33 @@ def sequence_logprobs(
         result.audio = torch.where(audio_mask, audio, 0.0)
         result.audio_mask = audio_mask
     return result
+
+
+class MoshiScorer(torch.nn.Module):
+    """The GRPO actor for Moshi: log-probs ``[B, 9, T]`` (text, then 8 audio codebooks).
+
+    Audio codebooks are scored only when ``with_audio`` is set; otherwise their rows are 0 and
+    masked out, so a text-only objective (the paper's) costs no audio work.
+    """
+
+    def __init__(
+        self, lm: LMModel, sampling: SamplingConfig = DEFAULT_SAMPLING, with_audio: bool = False
+    ):
+        super().__init__()
+        self.lm = lm
+        self.sampling = sampling
+        self.with_audio = with_audio
+
+    def forward(
+        self, codes: torch.Tensor, trainable: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        scored = sequence_logprobs(
+            self.lm, codes, self.sampling, trainable=trainable, with_audio=self.with_audio
+        )
+        batch, frames = scored.text.shape
+        logprob = scored.text.new_zeros(batch, 1 + self.lm.dep_q, frames)
+        mask = torch.zeros_like(logprob, dtype=torch.bool)
+        logprob[:, 0], mask[:, 0] = scored.text, scored.text_mask
+        if scored.audio is not None and scored.audio_mask is not None:
+            logprob[:, 1:], mask[:, 1:] = scored.audio, scored.audio_mask
+        return logprob, mask

@@ -1,0 +1,64 @@
+"""Group advantages and decoupled normalisation, against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from agents.grpo.advantages import EPS, decoupled_advantages, group_advantages
+
+
+def test_group_scaling_uses_the_unbiased_group_std():
+    # groups [1, 2] and [3, 5]: means 1.5 and 4; unbiased stds sqrt(0.5) and sqrt(2)
+    adv = group_advantages(np.array([1.0, 2.0, 3.0, 5.0]), group_size=2)
+    expected = [
+        -0.5 / (0.5**0.5 + EPS),
+        0.5 / (0.5**0.5 + EPS),
+        -1 / (2**0.5 + EPS),
+        1 / (2**0.5 + EPS),
+    ]
+    np.testing.assert_allclose(adv.values, expected)
+    assert (adv.flat_groups, adv.groups) == (0, 2)
+
+
+def test_batch_and_no_scaling():
+    rewards = np.array([1.0, 2.0, 3.0, 5.0])
+    batch_std = np.std(rewards, ddof=1)  # 1.7078
+    np.testing.assert_allclose(
+        group_advantages(rewards, 2, "batch").values,
+        np.array([-0.5, 0.5, -1, 1]) / (batch_std + EPS),
+    )
+    np.testing.assert_allclose(group_advantages(rewards, 2, "none").values, [-0.5, 0.5, -1, 1])
+
+
+def test_flat_groups_give_zero_advantage_and_are_counted():
+    adv = group_advantages(np.array([-1.0, -1.0, -1.0, 0.0, 0.0, 2.0]), group_size=3)
+    np.testing.assert_allclose(adv.values[:3], 0.0)
+    assert adv.flat_groups == 1 and adv.groups == 2
+
+
+def test_bad_shapes_and_modes():
+    with pytest.raises(ValueError, match="multiple of group_size"):
+        group_advantages(np.zeros(5), 2)
+    with pytest.raises(ValueError, match="scale_rewards"):
+        group_advantages(np.zeros(4), 2, "rank")
+
+
+def test_decoupled_terms_are_z_scored_apart_then_summed():
+    # timing [-2, 0]: mean -1, unbiased std sqrt(2) -> z = -1/sqrt(2), +1/sqrt(2)
+    # judge [0, 2]: the same spread, the same z, weighted 0.5
+    terms = {"turn": np.array([-2.0, 0.0]), "llm": np.array([0.0, 2.0])}
+    adv = decoupled_advantages(terms, 2, weights={"llm": 0.5})
+    z = 1 / (2**0.5 + EPS)
+    np.testing.assert_allclose(adv.values, [-z - 0.5 * z, z + 0.5 * z])
+
+
+def test_decoupled_skips_missing_values():
+    # a failed judge (NaN) leaves the group's other two: mean 1, std sqrt(2)
+    terms = {"llm": np.array([0.0, np.nan, 2.0])}
+    adv = decoupled_advantages(terms, 3)
+    z = 1 / (2**0.5 + EPS)
+    np.testing.assert_allclose(adv.values, [-z, 0.0, z])
+
+
+def test_decoupled_rejects_unknown_weights():
+    with pytest.raises(ValueError, match="unknown reward terms"):
+        decoupled_advantages({"turn": np.zeros(2)}, 2, weights={"llm": 1.0})
