@@ -112,6 +112,10 @@ class ScenarioSampler:
             scenario, audio=audio, source=scenario.source | {"acoustics": applied}
         )
 
+    def ids(self, axis: str) -> list[str]:
+        """The ids of this sampler's scenarios of ``axis``, in a fixed order."""
+        return [source.id_of(index) for source, index in self._choices.get(axis, [])]
+
     def _by_id(self, scenario_id: str) -> Scenario:
         for choices in self._choices.values():
             for source, index in choices:

@@ -32,6 +32,8 @@ class FullDuplexVectorEnv(VectorEnv):
 
     Extra args:
         group_size: consecutive envs that share a scenario (must divide ``num_envs``).
+            ``reset(options={"scenario": s})`` pins every group to ``s`` (a Scenario or id);
+            a list pins group ``g`` to its ``g``-th entry.
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default: a finished env restarts on the
             following step, whose action is ignored) or ``DISABLED`` (a finished env idles,
             with zero observations and rewards and ``terminated`` false, until you reset it with
@@ -113,8 +115,18 @@ class FullDuplexVectorEnv(VectorEnv):
             if mask[env] and env_seed is not None:
                 self._rngs[env] = seeding.np_random(env_seed)[0]
         infos: dict[str, Any] = {}
+        pinned = options.get("scenario")
+        per_group = isinstance(pinned, (list, tuple))
+        if per_group and len(pinned) != self.num_envs // self.group_size:
+            raise ValueError(
+                f"options['scenario'] lists {len(pinned)} scenarios for "
+                f"{self.num_envs // self.group_size} groups"
+            )
         for env in np.flatnonzero(mask):
-            infos = self._start(int(env), infos, options)
+            group_options = (
+                {**options, "scenario": pinned[env // self.group_size]} if per_group else options
+            )
+            infos = self._start(int(env), infos, group_options)
         self._autoreset[mask] = False
         self._started = True
         return self._engine.observe(self._obs).copy(), infos

@@ -6,6 +6,12 @@ import pytest
 
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
 
+import torch
+
+# tiny models are fastest on one thread; two threads contend with the second test worker's
+# numpy and with anything else on a 2-core machine
+torch.set_num_threads(1)
+
 from fdenv.constants import FRAME_S, PAD_ID, SAMPLE_RATE
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval

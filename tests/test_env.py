@@ -189,3 +189,13 @@ def test_torchrl_gym_env_passes_check_env_specs():
     check_env_specs(env)
     rollout = env.rollout(5)
     assert rollout["observation"].shape == (5, FRAME_SIZE)
+
+
+def test_vector_reset_pins_one_scenario_per_group():
+    venv = fdenv.FullDuplexVectorEnv(4, "Backchannel", group_size=2, num_scenarios=5)
+    ids = venv.sampler.ids("Backchannel")
+    assert ids == [f"Backchannel-s0-00000{i}" for i in range(5)]
+    _, infos = venv.reset(seed=0, options={"scenario": [ids[3], ids[1]]})
+    assert list(infos["scenario_id"]) == [ids[3], ids[3], ids[1], ids[1]]
+    with pytest.raises(ValueError, match="lists 1 scenarios for 2 groups"):
+        venv.reset(options={"scenario": [ids[0]]})

@@ -9,7 +9,7 @@ top-k and renormalised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from moshi.models.lm import LMModel
@@ -90,15 +90,26 @@ class MoshiScorer(torch.nn.Module):
 
     Audio codebooks are scored only when ``with_audio`` is set; otherwise their rows are 0 and
     masked out, so a text-only objective (the paper's) costs no audio work.
+
+    By default the probabilities use the sampling temperatures over the whole vocabulary, not
+    the top-k (as TRL scores completions): once the weights move, a sampled token can leave the
+    top-k, and its truncated probability, 0, would make the ratio and the KL term infinite.
+    ``truncate_top_k=True`` gives the sampler's exact probabilities instead.
     """
 
     def __init__(
-        self, lm: LMModel, sampling: SamplingConfig = DEFAULT_SAMPLING, with_audio: bool = False
+        self,
+        lm: LMModel,
+        sampling: SamplingConfig = DEFAULT_SAMPLING,
+        with_audio: bool = False,
+        truncate_top_k: bool = False,
     ):
         super().__init__()
         self.lm = lm
-        self.sampling = sampling
         self.with_audio = with_audio
+        self.sampling = (
+            sampling if truncate_top_k else replace(sampling, top_k_text=0, top_k_audio=0)
+        )
 
     def forward(
         self, codes: torch.Tensor, trainable: torch.Tensor

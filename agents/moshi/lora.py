@@ -72,7 +72,7 @@ def adapters_disabled(lm: torch.nn.Module) -> Iterator[torch.nn.Module]:
             layer.scaling = 0.0
         yield lm
     finally:
-        for layer, scaling in zip(layers, scalings):
+        for layer, scaling in zip(layers, scalings, strict=True):
             layer.scaling = scaling
 
 

@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sentencepiece as spm
 import torch
 from moshi.models import loaders
 from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 
-from agents.moshi.tokenizer import TINY_VOCAB, tiny_tokenizer
+from agents.moshi.tokenizer import TINY_VOCAB, cache_dir, tiny_tokenizer
+from fdenv.atomic import atomic_path
+from fdenv.constants import FRAME_SIZE
 
 MOSHI_DELAYS = [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]
 
@@ -101,12 +104,38 @@ class MoshiModels:
         return self.lm.device
 
 
+def fit_codebooks(mimi: MimiModel, seed: int) -> None:
+    """Gives a random Mimi codebooks fitted to speech, cached on disk per seed.
+
+    An untrained Mimi's codebooks are all zero, so every frame would encode to the same codes
+    and a policy could not hear the user. Moshi's own quantizer fits them by k-means on its first
+    training batch; this runs that on synthetic speech (about 10 s once, then loaded).
+    """
+    path = cache_dir() / f"tiny_mimi_codebooks_seed{seed}.pt"
+    if path.is_file():
+        mimi.quantizer.load_state_dict(torch.load(path, map_location="cpu"))
+        return
+    from fdenv.scenarios.synthetic import make_scenario
+
+    audio = np.concatenate([make_scenario("TurnTaking", seed, i).audio for i in range(12)])
+    device = next(mimi.parameters()).device
+    frames = torch.as_tensor(audio[: len(audio) // FRAME_SIZE * FRAME_SIZE], device=device)
+    with torch.no_grad():
+        latent = mimi._encode_to_unquantized_latent(frames[None, None])
+        mimi.quantizer.train()
+        mimi.quantizer(latent, mimi.frame_rate)
+        mimi.quantizer.eval()
+    with atomic_path(path) as tmp:
+        torch.save(mimi.quantizer.state_dict(), tmp)
+
+
 def tiny_models(seed: int = 0, device: str | torch.device = "cpu") -> MoshiModels:
     """A random tiny Moshi: steps in a few ms on one CPU core, text tokens decode to words."""
     torch.manual_seed(seed)
     lm = loaders.get_moshi_lm(None, lm_kwargs=TINY_LM_CONFIG, device=device, dtype=torch.float32)
     mimi_config = tiny_mimi_config()
     mimi = loaders.get_mimi(None, mimi_config, device=device, num_codebooks=8)
+    fit_codebooks(mimi, seed)
     return MoshiModels(
         lm,
         mimi,
