@@ -3,18 +3,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-os.environ.setdefault("NO_TORCH_COMPILE", "1")
-
 import torch
-
-# tiny models are fastest on one thread; two threads contend with the second test worker's
-# numpy and with anything else on a 2-core machine
-torch.set_num_threads(1)
 
 from fdenv.constants import FRAME_S, PAD_ID, SAMPLE_RATE
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval
+
+# moshi reads this when it is first imported (by the test modules, after this file)
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+# tiny models are fastest on one thread; a second one contends with everything else on 2 cores
+torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "fdbench_v1"

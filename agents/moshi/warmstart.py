@@ -274,7 +274,8 @@ def encode_dialogues(mimi: MimiModel, dialogues: Sequence[Dialogue]) -> list[tor
     ]
     codes = encode(mimi, [d.user_audio for d in dialogues] + [clip for _, _, clip in clips])
     user, spoken = codes[: len(dialogues)], codes[len(dialogues) :]
-    agent = [silence_codes(mimi)[:, None].repeat(1, len(d.text)) for d in dialogues]
+    silence = silence_codes(mimi)[:, None]
+    agent = [silence.repeat(1, len(d.text)) for d in dialogues]
     for (d, first, _), clip_codes in zip(clips, spoken, strict=True):
         agent[d][:, first : first + clip_codes.shape[1]] = clip_codes
     return [
