@@ -220,9 +220,11 @@ class GRPOTrainer:
 
     def run(self, progress: bool = True) -> list[dict[str, Any]]:
         """Trains until ``config.iterations``, evaluating, logging and checkpointing on the way."""
+        from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         log = (self.out_dir / LOG).open("a", encoding="utf-8")
+        self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         bar = tqdm(
             total=self.config.iterations,
             initial=self.iteration,
@@ -246,12 +248,21 @@ class GRPOTrainer:
         finally:
             bar.close()
             log.close()
+            self._writer.close()
         return self.history
 
     def _log(self, log, record: dict[str, Any]) -> None:
         self.history.append(record)
         log.write(json.dumps(record) + "\n")
         log.flush()
+        step = record["iteration"]
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "iteration":
+                self._writer.add_scalar(f"train/{key}", value, step)
+        for axis, value in record.get("reward_by_axis", {}).items():
+            self._writer.add_scalar(f"train_reward/{axis}", value, step)
+        for axis, result in record.get("eval", {}).items():
+            self._writer.add_scalar(f"eval_reward/{axis}", result["mean"], step)
 
     # --- checkpoints ---------------------------------------------------------------------------
 

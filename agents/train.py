@@ -1,0 +1,214 @@
+"""``fdenv-train``: GRPO post-training of Moshi on fdenv's interactivity axes.
+
+    fdenv-train --out runs/grpo                       # tiny base model, all four axes, CPU
+    fdenv-train --config my_run.json --out runs/x     # any GRPOConfig field from a JSON file
+    fdenv-train --hf-repo kyutai/moshiko-pytorch-bf16 --lora-rank 128 --device cuda ...
+
+Writes ``log.jsonl``, TensorBoard events, ``checkpoint.pt`` (resumed automatically when the
+folder already has one), ``reward_curve.png``, ``summary.md`` (held-out reward per axis before
+and after, with 95% intervals) and example episodes under ``episodes/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.evaluate import AxisResult
+from agents.grpo.trainer import GRPOConfig, GRPOTrainer
+from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
+from agents.moshi.policy import MoshiPolicy, SamplingConfig
+
+
+def build_models(args: argparse.Namespace) -> MoshiModels:
+    """The starting model: the tiny warm-started base, a random tiny model, or a checkpoint."""
+    if args.hf_repo or args.moshi_weight:
+        return load_checkpoint(
+            hf_repo=args.hf_repo,
+            moshi_weight=args.moshi_weight,
+            mimi_weight=args.mimi_weight,
+            tokenizer=args.tokenizer,
+            config_path=args.config_path,
+            device=args.device,
+        )
+    if args.model == "tiny-random":
+        return tiny_models(seed=args.seed or 0, device=args.device)
+    from agents.moshi.warmstart import tiny_base_models
+
+    return tiny_base_models(device=args.device)
+
+
+def load_config(args: argparse.Namespace) -> GRPOConfig:
+    """GRPOConfig from defaults, then the JSON file, then explicit flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        values = json.loads(Path(args.config).read_text())
+        known = {f.name for f in dataclasses.fields(GRPOConfig)}
+        unknown = set(values) - known
+        if unknown:
+            raise SystemExit(f"{args.config}: unknown GRPOConfig fields {sorted(unknown)}")
+        if "sampling" in values:
+            values["sampling"] = SamplingConfig(**values["sampling"])
+        for key in ("axes", "betas", "stream_weights"):
+            if key in values:
+                values[key] = tuple(values[key])
+    flags = {
+        "axes": tuple(args.axes) if args.axes else None,
+        "iterations": args.iterations,
+        "groups": args.groups,
+        "group_size": args.group_size,
+        "lr": args.lr,
+        "beta": args.beta,
+        "lora_rank": args.lora_rank,
+        "eval_episodes": args.eval_episodes,
+        "seed": args.seed,
+    }
+    values |= {k: v for k, v in flags.items() if v is not None}
+    return GRPOConfig(**values)
+
+
+def summary_table(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
+    """Markdown: held-out mean reward per axis, before and after, with 95% intervals."""
+    lines = [
+        "| axis | before | after | change |",
+        "|---|---|---|---|",
+    ]
+    for axis, start in before.items():
+        end = after[axis]
+        lines.append(f"| {axis} | {start} | {end} | {end.mean - start.mean:+.3f} |")
+    mean_before = np.mean([r.mean for r in before.values()])
+    mean_after = np.mean([r.mean for r in after.values()])
+    lines.append(
+        f"| mean | {mean_before:+.3f} | {mean_after:+.3f} | {mean_after - mean_before:+.3f} |"
+    )
+    return "\n".join(lines)
+
+
+def plot_rewards(history: list[dict[str, Any]], path: Path) -> None:
+    """Training reward per axis (thin) and held-out reward with its interval (markers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100, layout="constrained")
+    train = [r for r in history if "reward_by_axis" in r]
+    evals = [r for r in history if "eval" in r]
+    axes = sorted({a for r in evals for a in r["eval"]})
+    for color, axis in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], axes, strict=False):
+        points = [
+            (r["iteration"], r["reward_by_axis"][axis])
+            for r in train
+            if axis in r["reward_by_axis"]
+        ]
+        if points:
+            ax.plot(*zip(*points, strict=True), color=color, alpha=0.35, linewidth=1)
+        xs = [r["iteration"] for r in evals]
+        means = np.array([r["eval"][axis]["mean"] for r in evals])
+        lows = np.array([r["eval"][axis]["low"] for r in evals])
+        highs = np.array([r["eval"][axis]["high"] for r in evals])
+        ax.errorbar(
+            xs,
+            means,
+            yerr=[means - lows, highs - means],
+            color=color,
+            marker="o",
+            capsize=3,
+            label=f"{axis} (held-out)",
+        )
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("reward")
+    ax.set_title("GRPO: training reward (lines) and held-out reward with 95% interval")
+    ax.legend(fontsize=8)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def record_examples(policy: MoshiPolicy, axes: tuple[str, ...], folder: Path) -> list[Path]:
+    """One recorded held-out episode per axis (stereo WAV, JSON, timeline PNG)."""
+    import gymnasium as gym
+
+    from agents.evaluate import HELD_OUT_SEED
+    from fdenv.registration import env_id
+    from fdenv.wrappers import RecordEpisode
+
+    paths: list[Path] = []
+    for axis in axes:
+        env = RecordEpisode(
+            gym.make(
+                env_id(axis),
+                text_card=policy.text_card,
+                num_scenarios=4,
+                scenario_seed=HELD_OUT_SEED,
+            ),
+            folder,
+            prefix=axis,
+        )
+        obs, _ = env.reset(seed=0)
+        policy.start(1)
+        done = False
+        while not done:
+            obs, _, done, _, _ = env.step(policy.act(obs[None])[0])
+        policy.stop()
+        paths += env.paths
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fdenv-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/grpo"), help="output folder")
+    parser.add_argument("--config", type=Path, help="JSON file of GRPOConfig fields")
+    parser.add_argument("--model", choices=["tiny-base", "tiny-random"], default="tiny-base")
+    parser.add_argument("--hf-repo", help="train a real checkpoint from this Hugging Face repo")
+    parser.add_argument("--moshi-weight", help="local LM weights (with --mimi-weight, --tokenizer)")
+    parser.add_argument("--mimi-weight")
+    parser.add_argument("--tokenizer")
+    parser.add_argument("--config-path", help="the checkpoint's config.json")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--axes", nargs="+", help="axes to train on (default: the paper's four)")
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--groups", type=int, help="scenarios per iteration")
+    parser.add_argument("--group-size", type=int, help="rollouts per scenario (G)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--beta", type=float, help="KL weight")
+    parser.add_argument("--lora-rank", type=int, help="0 = full fine-tuning")
+    parser.add_argument("--eval-episodes", type=int, help="held-out episodes per axis")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = load_config(args)
+    models = build_models(args)
+    trainer = GRPOTrainer(config, models, args.out)
+    if trainer.resume():
+        print(f"resumed {args.out} at iteration {trainer.iteration}")
+    (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    trainer.run()
+    evals = [r["eval"] for r in trainer.history if "eval" in r]
+    before, after = (
+        {axis: AxisResult(axis, v["mean"], v["low"], v["high"], v["n"]) for axis, v in e.items()}
+        for e in (evals[0], evals[-1])
+    )
+    table = summary_table(before, after)
+    (args.out / "summary.md").write_text(table + "\n")
+    plot_rewards(trainer.history, args.out / "reward_curve.png")
+    record_examples(trainer.policy, config.axes, args.out / "episodes")
+    print(f"\nheld-out reward per axis ({after[config.axes[0]].episodes} episodes each, 95% CI):")
+    print(table)
+    print(f"\nwrote {args.out}/summary.md, reward_curve.png, log.jsonl, episodes/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
