@@ -14,16 +14,6 @@ from fdenv.constants import AUDIO_CARD, PAD_ID
 LEAD_IN_S = 0.4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine threads that spin
-    against other processes make them ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gym_env(duration: float, text_card: int = TINY_VOCAB, **kwargs) -> GymEnv:
     """A TurnTaking env pinned to one noise scenario: ``(0.4 s + duration) / 80 ms`` frames."""
     scenario = noise_scenario("TurnTaking", duration, [(0.2, 1.0)], turn_end=1.0)
@@ -42,10 +32,10 @@ def policy() -> MoshiPolicy:
     return MoshiPolicy(tiny_models())
 
 
-def is_silence(actions: torch.Tensor) -> torch.Tensor:
-    """What MoshiPolicy says on the first step after a reset: PAD and Mimi's silence codes
-    (all zero for the tiny Mimi, whose codebooks are untrained)."""
-    return (actions[..., 0] == PAD_ID) & (actions[..., 1:] == 0).all(-1)
+def is_silence(actions: torch.Tensor, policy: MoshiPolicy) -> torch.Tensor:
+    """What MoshiPolicy says on the first step after a reset: PAD and Mimi's silence codes."""
+    silence = policy._silence.to(actions.device)
+    return (actions[..., 0] == PAD_ID) & (actions[..., 1:] == silence[1:]).all(-1)
 
 
 def check_actions(actions: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -65,7 +55,7 @@ def test_rollout_restarts_moshi_at_each_episode(policy):
     assert starts == [0, 25, 50]
     assert td["next", "done"][:, 0].nonzero()[:, 0].tolist() == [24, 49]
     # the first step of every episode is a fresh Moshi's, and only those
-    assert is_silence(td["action"]).nonzero()[:, 0].tolist() == starts
+    assert is_silence(td["action"], policy).nonzero()[:, 0].tolist() == starts
     # 10 steps since the last reset: 9 finished frames (see MoshiPolicy.sequences)
     assert policy.sequences()[1].tolist() == [9]
 
@@ -78,8 +68,8 @@ def test_batched_envs_restart_one_at_a_time(policy):
     check_actions(td["action"], (2, 60, 9))
     assert td["is_init"][0, :, 0].nonzero()[:, 0].tolist() == [0, 25, 50]
     assert td["is_init"][1, :, 0].nonzero()[:, 0].tolist() == [0, 35]
-    assert is_silence(td["action"][0]).nonzero()[:, 0].tolist() == [0, 25, 50]
-    assert is_silence(td["action"][1]).nonzero()[:, 0].tolist() == [0, 35]
+    assert is_silence(td["action"][0], policy).nonzero()[:, 0].tolist() == [0, 25, 50]
+    assert is_silence(td["action"][1], policy).nonzero()[:, 0].tolist() == [0, 35]
     assert policy.sequences()[1].tolist() == [60 - 50 - 1, 60 - 35 - 1]
 
 
