@@ -3,6 +3,7 @@
     fdenv-train --out runs/grpo                       # tiny base model, all four axes, CPU
     fdenv-train --config my_run.json --out runs/x     # any GRPOConfig field from a JSON file
     fdenv-train --hf-repo kyutai/moshiko-pytorch-bf16 --lora-rank 128 --device cuda ...
+    torchrun --nproc_per_node 8 -m agents.train --hf-repo ... # one group per rank
 
 Writes ``log.jsonl``, TensorBoard events, ``checkpoint.pt`` (resumed automatically when the
 folder already has one), ``reward_curve.png``, ``summary.md`` (held-out reward per axis before
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,13 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
+        torch.distributed.init_process_group("nccl" if args.device == "cuda" else "gloo")
+        if args.device == "cuda":
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     config = load_config(args)
     models = build_models(args)
     trainer = GRPOTrainer(config, models, args.out)
     if trainer.resume():
         print(f"resumed {args.out} at iteration {trainer.iteration}")
-    (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     trainer.run()
+    if trainer.rank > 0:
+        return 0
+    (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     evals = [r["eval"] for r in trainer.history if "eval" in r]
     before, after = (
         {axis: AxisResult(axis, v["mean"], v["low"], v["high"], v["n"]) for axis, v in e.items()}

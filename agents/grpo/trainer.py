@@ -4,7 +4,8 @@ One iteration, as in the paper: draw ``groups`` scenarios (from one or more axes
 ``group_size`` times in one batched streaming model, score every rollout with its axis reward,
 turn rewards into group-relative advantages, score the rollouts once under the current (old) and
 the reference weights, then update on minibatches of ``rollouts_per_update`` rollouts (the paper
-uses 1, so a group of 16 makes 16 updates). Hyperparameters live in :class:`GRPOConfig`, whose
+uses 1, so a group of 16 makes 16 updates). Launched with ``torchrun --nproc_per_node N``, each
+rank rolls out its own groups and the ranks average their gradients. Hyperparameters live in :class:`GRPOConfig`, whose
 defaults are documented CPU settings for the tiny model; the paper's 7B settings are noted per
 field.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tensordict import TensorDict
 
 from agents.evaluate import AxisResult, evaluate
@@ -118,6 +120,10 @@ class GRPOTrainer:
         )
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
+        distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if distributed else 0
+        self.world = dist.get_world_size() if distributed else 1
+        torch.manual_seed(config.seed * 7919 + self.rank)  # sampling differs per rank
 
     def learning_rate(self, iteration: int) -> float:
         """Linear warm-up, then cosine decay to 0 at the last iteration."""
@@ -148,7 +154,8 @@ class GRPOTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(self.iteration)
         started = time.perf_counter()
-        result = rollout(self.policy, self.env, seed=config.seed * 1_000_003 + self.iteration)
+        seed = config.seed * 1_000_003 + self.iteration * self.world + self.rank
+        result = rollout(self.policy, self.env, seed=seed)
         rolled = time.perf_counter()
         advantage, flat_groups = self.advantages(result)
         batch = self._batch(result, advantage)
@@ -173,11 +180,19 @@ class GRPOTrainer:
         return record
 
     def update(self, batch: TensorDict) -> list[dict[str, float]]:
-        """Minibatch updates over the rollouts that carry signal (non-zero advantage)."""
+        """Minibatch updates over the rollouts that carry signal (non-zero advantage).
+
+        Under torch.distributed every rank makes the same number of updates, over all its
+        rollouts (a flat group's zero advantage gives no gradient anyway), and averages the
+        gradients of all ranks before each step, so the ranks' weights stay identical.
+        """
         config = self.config
         params = [p for p in self.models.lm.parameters() if p.requires_grad]
-        active = np.flatnonzero(batch["advantage"].numpy() != 0.0)
-        order = np.random.default_rng([config.seed, self.iteration]).permutation(active)
+        advantage = batch["advantage"].numpy()
+        rollouts = np.arange(len(advantage)) if self.world > 1 else np.flatnonzero(advantage)
+        order = np.random.default_rng([config.seed, self.iteration, self.rank]).permutation(
+            rollouts
+        )
         losses = []
         for first in range(0, len(order), config.rollouts_per_update):
             index = torch.as_tensor(order[first : first + config.rollouts_per_update])
@@ -185,6 +200,11 @@ class GRPOTrainer:
             total = sum(v for k, v in out.items() if k.startswith("loss_"))
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
+            if self.world > 1:  # the same parameters get gradients on every rank
+                for param in params:
+                    if param.grad is not None:
+                        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                        param.grad /= self.world
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             self.optimizer.step()
             values = {k: float(v.detach()) for k, v in out.items()}
@@ -219,7 +239,14 @@ class GRPOTrainer:
             return evaluate(self.policy, list(self.config.axes), self.config.eval_episodes)
 
     def run(self, progress: bool = True) -> list[dict[str, Any]]:
-        """Trains until ``config.iterations``, evaluating, logging and checkpointing on the way."""
+        """Trains until ``config.iterations``, evaluating, logging and checkpointing on the way.
+
+        Under torch.distributed only rank 0 evaluates, logs and writes checkpoints.
+        """
+        if self.rank > 0:
+            while self.iteration < self.config.iterations:
+                self.train_iteration()
+            return self.history
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
