@@ -1,4 +1,4 @@
-"""Two processes on CPU (gloo): each rolls out its own groups, gradients are averaged, ranks agree."""
+"""Two processes on CPU (gloo): own rollouts per rank, averaged gradients, identical weights."""
 
 import os
 import socket

@@ -5,9 +5,9 @@ One iteration, as in the paper: draw ``groups`` scenarios (from one or more axes
 turn rewards into group-relative advantages, score the rollouts once under the current (old) and
 the reference weights, then update on minibatches of ``rollouts_per_update`` rollouts (the paper
 uses 1, so a group of 16 makes 16 updates). Launched with ``torchrun --nproc_per_node N``, each
-rank rolls out its own groups and the ranks average their gradients. Hyperparameters live in :class:`GRPOConfig`, whose
-defaults are documented CPU settings for the tiny model; the paper's 7B settings are noted per
-field.
+rank rolls out its own groups and the ranks average their gradients. Hyperparameters live in
+:class:`GRPOConfig`, whose defaults are documented CPU settings for the tiny model; the paper's
+7B settings are noted per field.
 """
 
 from __future__ import annotations
