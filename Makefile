@@ -32,6 +32,7 @@ format: install
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/rollout.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

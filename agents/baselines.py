@@ -17,8 +17,8 @@ import numpy as np
 from fdenv.audio.vad import EnergyVAD
 from fdenv.constants import EPAD_ID, FRAME_S, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 
-WORD_ID = 1000
-"""Default word token: any id but PAD and EPAD is a word; 1000 fits Moshi's vocabulary."""
+WORD_ID = 4
+"""Default word token: any id but PAD and EPAD is a word; 4 fits every vocabulary (Moshi, tiny)."""
 
 
 class ScriptedAgent(ABC):

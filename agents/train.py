@@ -7,7 +7,8 @@
 
 Writes ``log.jsonl``, TensorBoard events, ``checkpoint.pt`` (resumed automatically when the
 folder already has one), ``reward_curve.png``, ``summary.md`` (held-out reward per axis before
-and after, with 95% intervals) and example episodes under ``episodes/``.
+and after, with 95% intervals), example episodes under ``episodes/`` and the trained policy as a
+Moshi checkpoint under ``moshi_checkpoint/`` (see :mod:`agents.moshi.export`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from agents.evaluate import AxisResult
 from agents.grpo.trainer import GRPOConfig, GRPOTrainer
+from agents.moshi.export import export_checkpoint
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 
@@ -212,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(table + "\n")
     plot_rewards(trainer.history, args.out / "reward_curve.png")
     record_examples(trainer.policy, config.axes, args.out / "episodes")
+    export_checkpoint(trainer.models, args.out / "moshi_checkpoint")
     print(f"\nheld-out reward per axis ({after[config.axes[0]].episodes} episodes each, 95% CI):")
     print(table)
-    print(f"\nwrote {args.out}/summary.md, reward_curve.png, log.jsonl, episodes/")
+    print(
+        f"\nwrote {args.out}: summary.md, reward_curve.png, log.jsonl, episodes/, moshi_checkpoint/"
+    )
     return 0
 
 

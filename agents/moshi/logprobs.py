@@ -48,6 +48,25 @@ def sampler_logprobs(
     return scaled.log_softmax(dim=-1).gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
 
 
+def delayed_codes(lm: LMModel, codes: torch.Tensor) -> torch.Tensor:
+    """``codes [B, 17, T]`` laid out as ``LMModel.forward`` feeds them: ``[B, 17, T + 1]``, each
+    stream shifted right by its delay behind the initial token; position ``t`` is the input that
+    predicts position ``t + 1``."""
+    batch, _, frames = codes.shape
+    initial = [lm.text_initial_token_id] + [lm.initial_token_id] * lm.num_audio_codebooks
+    out = torch.tensor(initial, device=codes.device)[None, :, None].repeat(batch, 1, frames + 1)
+    for k, delay in enumerate(lm.delays):
+        out[:, k, 1 + delay :] = codes[:, k, : frames - delay]
+    return out
+
+
+def text_logits(lm: LMModel, codes: torch.Tensor) -> torch.Tensor:
+    """``lm(codes).text_logits[:, 0]`` without the depth transformer, which only audio needs
+    (and which costs about ten times the rest on a tiny model)."""
+    _, logits = lm.forward_text(delayed_codes(lm, codes)[:, :, :-1])
+    return logits[:, 0]
+
+
 def sequence_logprobs(
     lm: LMModel,
     codes: torch.Tensor,
@@ -66,14 +85,15 @@ def sequence_logprobs(
             "the LM is still streaming (its cache would leak into the teacher-forced pass); "
             "call MoshiPolicy.stop() after the rollout"
         )
-    output = lm(codes)
-    text_mask = output.text_mask[:, 0] & (codes[:, 0] >= 0)
+    output = lm(codes) if with_audio else None
+    logits = output.text_logits[:, 0] if output is not None else text_logits(lm, codes)
+    text_mask = codes[:, 0] >= 0  # the text stream has no delay: every frame is predictable
     if trainable is not None:
         text_mask &= trainable
-    text_logits = torch.where(text_mask[..., None], output.text_logits[:, 0], 0.0)
-    text = sampler_logprobs(text_logits, codes[:, 0], sampling.temp_text, sampling.top_k_text)
+    logits = torch.where(text_mask[..., None], logits, 0.0)
+    text = sampler_logprobs(logits, codes[:, 0], sampling.temp_text, sampling.top_k_text)
     result = SequenceLogProbs(torch.where(text_mask, text, 0.0), text_mask)
-    if with_audio:
+    if output is not None:
         audio_codes = codes[:, 1 : 1 + lm.dep_q]
         audio_mask = output.mask & (audio_codes >= 0)
         if trainable is not None:

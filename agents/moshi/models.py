@@ -19,6 +19,7 @@ import torch
 from moshi.models import loaders
 from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
+from moshi.quantization.core_vq import EuclideanCodebook
 
 from agents.moshi.tokenizer import TINY_VOCAB, cache_dir, tiny_tokenizer
 from fdenv.atomic import atomic_path
@@ -109,9 +110,11 @@ def fit_codebooks(mimi: MimiModel, seed: int) -> None:
 
     An untrained Mimi's codebooks are all zero, so every frame would encode to the same codes
     and a policy could not hear the user. Moshi's own quantizer fits them by k-means on its first
-    training batch; this runs that on synthetic speech (about 10 s once, then loaded).
+    training batch; this runs that on synthetic speech (a few seconds once, then loaded). K-means
+    leaves duplicate centroids where it had too little data; those are moved far away, since
+    near-ties would make a frame's code depend on float rounding (and so on the batch size).
     """
-    path = cache_dir() / f"tiny_mimi_codebooks_seed{seed}.pt"
+    path = cache_dir() / f"tiny_mimi_codebooks_v2_seed{seed}.pt"
     if path.is_file():
         mimi.quantizer.load_state_dict(torch.load(path, map_location="cpu"))
         return
@@ -125,8 +128,24 @@ def fit_codebooks(mimi: MimiModel, seed: int) -> None:
         mimi.quantizer.train()
         mimi.quantizer(latent, mimi.frame_rate)
         mimi.quantizer.eval()
+        for codebook in mimi.quantizer.modules():
+            if isinstance(codebook, EuclideanCodebook):
+                _retire_duplicates(codebook)
     with atomic_path(path) as tmp:
         torch.save(mimi.quantizer.state_dict(), tmp)
+
+
+def _retire_duplicates(codebook: EuclideanCodebook, tolerance: float = 1e-3) -> None:
+    """Moves every centroid within ``tolerance`` of an earlier one out of reach."""
+    embedding = codebook.embedding
+    distances = torch.cdist(embedding, embedding)
+    earlier = torch.ones_like(distances, dtype=torch.bool).tril(diagonal=-1)
+    duplicate = ((distances < tolerance) & earlier).any(dim=1)
+    scale = 1e3 * (embedding.norm(dim=1).max() + 1.0)
+    far = scale * torch.nn.functional.normalize(torch.randn_like(embedding), dim=1)
+    new = torch.where(duplicate[:, None], far, embedding)
+    codebook.embedding_sum.copy_(new * codebook.cluster_usage.clamp(min=codebook.epsilon)[:, None])
+    codebook.register_buffer("_embedding", None, persistent=False)
 
 
 def tiny_models(seed: int = 0, device: str | torch.device = "cpu") -> MoshiModels:

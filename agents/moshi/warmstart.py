@@ -35,6 +35,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from agents.baselines import AlwaysTalkAgent, RuleAgent, ScriptedAgent, SilentAgent
+from agents.moshi.logprobs import delayed_codes
 from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, tiny_models
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.rollout import rollout
@@ -49,7 +50,7 @@ from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import make_scenario
 from fdenv.vector import FullDuplexVectorEnv
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Part of the cache key: bump it when the data recipe or the loss changes."""
 
 EVAL_SEED = 1000
@@ -63,7 +64,7 @@ class WarmstartConfig:
     model_seed: int = 0
     """Seed of ``tiny_models``: the random LM the training starts from and the Mimi it keeps."""
     train_seed: int = 0
-    scenarios_per_axis: int = 150
+    scenarios_per_axis: int = 100
     steps: int = 400
     batch_size: int = 16
     lr: float = 3e-3
@@ -80,8 +81,8 @@ class WarmstartConfig:
     stop_after_frames: tuple[int, int] = (1, 3)
     """Frames after an interruption starts in which the agent says its last token."""
     voice: str = "en-us+m3"
-    rate_wpm: int = 130
-    """espeak's rate; its word timings pace the agent's text at about 2.8 words per second."""
+    rate_wpm: int = 120
+    """espeak's rate; its word timings pace the agent's text at about 2.9 words per second."""
     lead_in_s: float = DEFAULT_LEAD_IN_S
 
     def key(self) -> str:
@@ -121,7 +122,7 @@ def script(
     """What a good partner says in ``scenario``, by its axis' labels."""
     bank = load_sentence_bank()
     statements = [unmarked(s) for s in bank.statements]
-    short_backchannels = [b for b in bank.backchannels if " " not in b and "-" not in b]
+    backchannels = [b for b in bank.backchannels if " " not in b and "-" not in b]  # one word
 
     def statement() -> str:
         return statements[rng.integers(len(statements))]
@@ -135,8 +136,10 @@ def script(
         assert scenario.turn_end is not None
         return [AgentLine(statement(), after(scenario.turn_end))]
     if scenario.axis == "Backchannel":
-        words = [short_backchannels[rng.integers(len(short_backchannels))] for _ in range(99)]
-        return [AgentLine(w, b.start) for w, b in zip(words, scenario.backchannels, strict=False)]
+        return [
+            AgentLine(backchannels[rng.integers(len(backchannels))], truth.start)
+            for truth in scenario.backchannels
+        ]
     if scenario.axis == "UserInterruption":
         assert scenario.turn_end is not None and scenario.interruption is not None
         low, high = config.stop_after_frames
@@ -209,6 +212,11 @@ def make_dialogue(
     tokenizer: spm.SentencePieceProcessor,
     lead_in_s: float,
 ) -> Dialogue:
+    """Lays the agent's ``lines`` over the env stream of ``scenario``.
+
+    A clip runs from the frame of its first word to a frame past its speech (or to the frame of
+    its ``stop``), so its codes cover the frames where the text says the agent talks.
+    """
     stream = make_stream(scenario, lead_in_s)
     clips = []
     for line in lines:
@@ -231,23 +239,35 @@ def make_dialogue(
 
 @torch.no_grad()
 def encode(
-    mimi: MimiModel, tracks: Sequence[np.ndarray], batch_size: int = 16
+    mimi: MimiModel, tracks: Sequence[np.ndarray], batch_size: int = 64
 ) -> list[torch.Tensor]:
-    """Mimi codes ``[8, frames]`` of whole-frame tracks, batched by length.
+    """Mimi codes ``[8, frames]`` of whole-frame tracks, computed as the policy computes them.
 
-    One non-streaming pass gives exactly the codes of the policy's frame-by-frame streaming
-    Mimi (the codec is causal; ``tests/test_warmstart.py`` checks it) in a fraction of the time.
+    The policy encodes a batch of envs frame by frame with a streaming Mimi; so does this, over
+    batches of tracks of similar length. One non-streaming pass per track is no shortcut: it is
+    slower on a CPU, and the tiny Mimi's nearest-centroid search is not bit-stable (codes of
+    near-duplicate centroids flip with the shape of the distance matmul, so a few percent of
+    codes differ, as they do between a batch of one and a larger batch). Batches therefore
+    have at least two rows (a lone track gets a silent companion), like the rollouts.
     """
     order = sorted(range(len(tracks)), key=lambda i: len(tracks[i]))
     codes: list[torch.Tensor] = [torch.empty(0)] * len(tracks)
     device = next(mimi.parameters()).device
     for first in range(0, len(order), batch_size):
         chunk = order[first : first + batch_size]
-        longest = max(len(tracks[i]) for i in chunk)
-        batch = np.zeros((len(chunk), 1, longest), dtype=np.float32)
+        frames = max(len(tracks[i]) for i in chunk) // FRAME_SIZE
+        audio = torch.zeros(max(len(chunk), 2), 1, frames * FRAME_SIZE)
         for row, i in enumerate(chunk):
-            batch[row, 0, : len(tracks[i])] = tracks[i]
-        out = mimi.encode(torch.from_numpy(batch).to(device)).cpu()
+            audio[row, 0, : len(tracks[i])] = torch.from_numpy(tracks[i])
+        audio = audio.to(device)
+        with mimi.streaming(len(audio)):
+            out = torch.cat(
+                [
+                    mimi.encode(audio[..., k * FRAME_SIZE : (k + 1) * FRAME_SIZE])
+                    for k in range(frames)
+                ],
+                dim=2,
+            ).cpu()
         for row, i in enumerate(chunk):
             codes[i] = out[row, :, : len(tracks[i]) // FRAME_SIZE]
     return codes
@@ -318,18 +338,6 @@ def build_dataset(models: MoshiModels, config: WarmstartConfig, chunk: int = 64)
 # Training
 
 
-def delayed(lm: LMModel, codes: torch.Tensor) -> torch.Tensor:
-    """``codes [B, 17, T]`` as ``LMModel.forward`` lays them out: ``[B, 17, T + 1]``, each stream
-    shifted right by its delay behind the initial token; position ``t`` is the input that
-    predicts position ``t + 1``."""
-    batch, _, frames = codes.shape
-    initial = [lm.text_initial_token_id] + [lm.initial_token_id] * lm.num_audio_codebooks
-    out = torch.tensor(initial, device=codes.device)[None, :, None].repeat(batch, 1, frames + 1)
-    for k, delay in enumerate(lm.delays):
-        out[:, k, 1 + delay :] = codes[:, k, : frames - delay]
-    return out
-
-
 def warmstart_loss(
     lm: LMModel,
     codes: torch.Tensor,
@@ -344,13 +352,13 @@ def warmstart_loss(
     all of them. Both are cross-entropies in the delayed layout, which is the one the targets
     are predicted in; positions holding the initial token or no token carry no loss.
     """
-    sequence = delayed(lm, codes)
+    sequence = delayed_codes(lm, codes)
     hidden, text_logits = lm.forward_text(sequence[:, :, :-1])
     text_loss = F.cross_entropy(
         text_logits[:, 0].flatten(0, 1), codes[:, 0].flatten(), text_weights, ignore_index=-1
     )
     lengths = (codes[:, 0] >= 0).sum(1)
-    rand = torch.rand(len(codes), audio_frames, generator=generator, device=codes.device)
+    rand = torch.rand(len(codes), audio_frames, generator=generator).to(codes.device)
     picked = (rand * lengths[:, None]).long()  # [B, F]
     targets = sequence[:, :, 1:].gather(2, picked[:, None].expand(-1, sequence.shape[1], -1))
     hidden = hidden.gather(1, picked[..., None].expand(-1, -1, hidden.shape[-1]))
@@ -364,7 +372,7 @@ def warmstart_loss(
 def train(lm: LMModel, data: torch.Tensor, config: WarmstartConfig) -> list[float]:
     """Fits ``lm`` to ``data [N, 17, T]`` with AdamW; returns the loss per step."""
     generator = torch.Generator().manual_seed(config.model_seed)
-    weights = torch.ones(lm.text_card)
+    weights = torch.ones(lm.text_card, device=lm.device)
     weights[PAD_ID] = config.pad_weight
     optimizer = torch.optim.AdamW(lm.parameters(), config.lr, weight_decay=config.weight_decay)
 
@@ -459,7 +467,7 @@ def scripted_rewards(agent: ScriptedAgent, env: FullDuplexVectorEnv, seed: int) 
     return rewards
 
 
-def interval(rewards: np.ndarray) -> tuple[float, float]:
+def mean_ci(rewards: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval."""
     n = len(rewards)
     if n < 2:
@@ -493,10 +501,11 @@ def evaluate(
 
 
 def table(results: dict[str, dict[str, np.ndarray]]) -> str:
+    """One row per agent, one ``mean ± half-width`` cell per axis."""
     axes = [a.name for a in PAPER_AXES]
     lines = [f"{'agent':<12}" + "".join(f"{a:>22}" for a in axes)]
     for name, rewards in results.items():
-        cells = [interval(rewards[a]) for a in axes]
+        cells = [mean_ci(rewards[a]) for a in axes]
         lines.append(f"{name:<12}" + "".join(f"{m:>13.3f} ± {h:<6.3f}" for m, h in cells))
     return "\n".join(lines)
 
@@ -515,12 +524,13 @@ def main() -> None:
     print(f"base: {base_path(config)}")
     if args.eval_episodes == 0:
         return
+    word = base.tokenizer.encode("right")[0]  # the scripted agents' word, inside the tiny vocab
     agents: dict[str, ScriptedAgent | MoshiModels] = {
         "base": base,
         "random": tiny_models(config.model_seed),
-        "Silent": SilentAgent(),
-        "AlwaysTalk": AlwaysTalkAgent(),
-        "Rule": RuleAgent(),
+        "Silent": SilentAgent(word),
+        "AlwaysTalk": AlwaysTalkAgent(word),
+        "Rule": RuleAgent(word_id=word),
     }
     results = evaluate(agents, args.eval_episodes)
     print(
