@@ -21,11 +21,30 @@ HELD_OUT_SEED = 1000
 
 @dataclass(frozen=True)
 class AxisResult:
+    """Held-out rewards of one axis, in scenario order (so two results can be paired)."""
+
     axis: str
-    mean: float
-    low: float
-    high: float
-    episodes: int
+    rewards: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.rewards))
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return bootstrap_interval(np.array(self.rewards))
+
+    @property
+    def low(self) -> float:
+        return self.interval[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval[1]
+
+    @property
+    def episodes(self) -> int:
+        return len(self.rewards)
 
     def __str__(self) -> str:
         return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
@@ -42,6 +61,19 @@ def bootstrap_interval(
     means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
     tail = (1.0 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def paired_change(
+    before: dict[str, AxisResult], after: dict[str, AxisResult]
+) -> dict[str, tuple[float, float, float]]:
+    """Mean change per axis and over all axes, with 95% bootstrap intervals of paired changes.
+
+    Both evaluations score the same held-out scenarios in the same order, so the change is
+    measured scenario by scenario; ``"mean"`` averages the axes' changes per scenario index.
+    """
+    changes = {a: np.array(after[a].rewards) - np.array(r.rewards) for a, r in before.items()}
+    changes["mean"] = np.mean(np.stack(list(changes.values())), axis=0)
+    return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
 def evaluate(
@@ -65,7 +97,5 @@ def evaluate(
         )
         ids = env.sampler.ids(axis)
         result = rollout(policy, env, seed=seed, options={"scenario": ids})
-        rewards = result.rewards
-        low, high = bootstrap_interval(rewards)
-        results[axis] = AxisResult(axis, float(rewards.mean()), low, high, len(rewards))
+        results[axis] = AxisResult(axis, tuple(float(r) for r in result.rewards))
     return results

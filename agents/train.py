@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.evaluate import AxisResult
+from agents.evaluate import AxisResult, paired_change
 from agents.grpo.trainer import GRPOConfig, GRPOTrainer
 from agents.moshi.export import export_checkpoint
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
@@ -79,18 +79,24 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
 
 
 def summary_table(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
-    """Markdown: held-out mean reward per axis, before and after, with 95% intervals."""
+    """Markdown: held-out mean reward per axis before and after (95% intervals), and the
+    change measured scenario by scenario (95% interval)."""
+    change = paired_change(before, after)
     lines = [
-        "| axis | before | after | change |",
+        "| axis | before | after | paired change |",
         "|---|---|---|---|",
     ]
     for axis, start in before.items():
-        end = after[axis]
-        lines.append(f"| {axis} | {start} | {end} | {end.mean - start.mean:+.3f} |")
+        mean, low, high = change[axis]
+        lines.append(
+            f"| {axis} | {start} | {after[axis]} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
+        )
+    mean, low, high = change["mean"]
     mean_before = np.mean([r.mean for r in before.values()])
     mean_after = np.mean([r.mean for r in after.values()])
     lines.append(
-        f"| mean | {mean_before:+.3f} | {mean_after:+.3f} | {mean_after - mean_before:+.3f} |"
+        f"| mean over axes | {mean_before:+.3f} | {mean_after:+.3f} | "
+        f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
     )
     return "\n".join(lines)
 
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     evals = [r["eval"] for r in trainer.history if "eval" in r]
     before, after = (
-        {axis: AxisResult(axis, v["mean"], v["low"], v["high"], v["n"]) for axis, v in e.items()}
+        {axis: AxisResult(axis, tuple(v["rewards"])) for axis, v in e.items()}
         for e in (evals[0], evals[-1])
     )
     table = summary_table(before, after)
