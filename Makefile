@@ -1,5 +1,6 @@
 # Two commands do all set-up on a fresh machine with Python 3.10+:
-#   make demo   installs into .venv and runs the main job on the embedded defaults
+#   make demo   installs into .venv and runs the main job on the embedded defaults: GRPO on the
+#               tiny warm-started Moshi (built and cached first), all four axes, CPU
 #   make test   installs into .venv and runs lint and the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) examples/play_baselines.py
+	$(PY) -m agents.train --out runs/demo
 
 test: install lint
 	$(PY) -m pytest --durations=10
@@ -33,6 +34,7 @@ format: install
 bench: install
 	$(PY) benchmarks/env_throughput.py
 	$(PY) benchmarks/rollout.py
+	$(PY) benchmarks/grpo_step.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
