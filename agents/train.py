@@ -29,6 +29,7 @@ from agents.grpo.trainer import GRPOConfig, GRPOTrainer
 from agents.moshi.export import export_checkpoint
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
+from agents.moshi.rollout import play_episode
 
 
 def build_models(args: argparse.Namespace) -> MoshiModels:
@@ -161,12 +162,7 @@ def record_examples(policy: MoshiPolicy, axes: tuple[str, ...], folder: Path) ->
             folder,
             prefix=axis,
         )
-        obs, _ = env.reset(seed=0)
-        policy.start(1)
-        done = False
-        while not done:
-            obs, _, done, _, _ = env.step(policy.act(obs[None])[0])
-        policy.stop()
+        play_episode(policy, env, seed=0)
         paths += env.paths
     return paths
 

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
 from scipy.spatial.distance import jensenshannon
 
 from fdenv.asr_json import finite_number, read_json
-from fdenv.audio.io import check_mono
+from fdenv.audio.io import read_mono
 from fdenv.audio.vad import SILERO_RATE, SileroVAD
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID
 from fdenv.scenario import Word
@@ -119,16 +118,7 @@ def read_icc_distributions(path: str | Path) -> dict[str, list[float]]:
 def read_output_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono audio at the file's own rate: official backchannel scoring depends on that rate,
     so it must not be resampled on the way in (unlike :func:`fdenv.audio.io.load_mono`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: audio file does not exist")
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise ValueError(f"{path}: cannot read audio: {err}") from err
-    if audio.shape[1] != 1:
-        raise ValueError(f"{path}: expected mono audio, got {audio.shape[1]} channels")
-    return check_mono(audio[:, 0], str(path)), int(rate)
+    return read_mono(path)
 
 
 # ---------------------------------------------------------------- word timings

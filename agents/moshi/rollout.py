@@ -86,3 +86,15 @@ def rollout(
         lengths=lengths,
         trainable=trainable.to(codes.device),
     )
+
+
+def play_episode(policy: MoshiPolicy, env, seed: int | None = None) -> tuple[float, dict[str, Any]]:
+    """Plays one episode of a single (possibly wrapped) env at batch size 1, for recordings;
+    returns the episode's reward and last info."""
+    obs, _ = env.reset(seed=seed)
+    policy.start(1)
+    done = False
+    while not done:
+        obs, reward, done, _, info = env.step(policy.act(obs[None])[0])
+    policy.stop()
+    return float(reward), info

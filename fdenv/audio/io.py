@@ -48,6 +48,12 @@ def check_mono(audio: np.ndarray, name: str) -> np.ndarray:
 
 def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
     """Reads a mono audio file, resampled to 24 kHz; returns it with the file's original rate."""
+    audio, rate = read_mono(path, name)
+    return resample(audio, rate, SAMPLE_RATE), rate
+
+
+def read_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Reads a mono audio file at its own rate; errors name ``name`` (default: the path)."""
     path = Path(path)
     label = name or str(path)
     if not path.is_file():
@@ -60,8 +66,7 @@ def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, in
         raise ValueError(
             f"{label}: {path} has {audio.shape[1]} channels; a user channel must be mono"
         )
-    audio = check_mono(audio[:, 0], label)
-    return resample(audio, rate, SAMPLE_RATE), int(rate)
+    return check_mono(audio[:, 0], label), int(rate)
 
 
 def write_audio(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
