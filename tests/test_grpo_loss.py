@@ -114,6 +114,17 @@ def test_stream_weights_and_keys():
         loss.set_keys(reward="r")
 
 
+def test_entropy_is_reported_over_valid_tokens():
+    class ActorWithEntropy(FixedActor):
+        def forward(self, tokens, trainable):
+            logprob, valid = super().forward(tokens, trainable)
+            return logprob, valid, torch.tensor([[1.0, 2.0], [3.0, 100.0]])
+
+    loss = GRPOLoss(ActorWithEntropy(NEW, VALID), [1.0], beta=0.0, loss_type="dapo")
+    # the masked token's 100 does not count: (1 + 2 + 3) / 3
+    assert loss(batch())["entropy"].item() == pytest.approx(2.0)
+
+
 def test_bad_settings():
     with pytest.raises(ValueError, match="loss_type"):
         loss_for("ppo")

@@ -78,7 +78,7 @@ def test_one_update_raises_the_probability_of_a_better_rollout(tmp_path):
     losses = trainer.update(batch)
     assert len(losses) == 1 and np.isfinite(losses[0]["loss_objective"])
     with torch.no_grad():
-        new, mask = trainer.scorer(result.codes, result.trainable)
+        new, mask, _ = trainer.scorer(result.codes, result.trainable)
     old = batch["old_logprob"]
     change = ((new - old) * mask).sum(dim=(1, 2))
     assert change[0] > 0 > change[1]  # up for A = +1, down for A = -1

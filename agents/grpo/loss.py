@@ -22,11 +22,12 @@ LossType = Literal["grpo", "dapo", "dr_grpo"]
 
 
 class TokenScorer(Protocol):
-    """The actor: log-probabilities ``[B, S, T]`` of recorded tokens and where they count."""
+    """The actor: log-probabilities ``[B, S, T]`` of recorded tokens, where they count, and
+    optionally the entropy ``[B, T]`` of the first stream's distribution (a diagnostic)."""
 
     def __call__(
         self, tokens: torch.Tensor, trainable: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    ) -> tuple[torch.Tensor, ...]: ...
 
 
 class GRPOLoss(LossModule):
@@ -42,7 +43,7 @@ class GRPOLoss(LossModule):
     Input keys (configurable with :meth:`set_keys`): ``tokens``, ``trainable [B, T]``,
     ``advantage [B]``, ``old_logprob [B, S, T]`` and, when ``beta > 0``, ``ref_logprob``.
     Output: ``loss_objective``, ``loss_kl`` and diagnostics ``kl``, ``clip_fraction``,
-    ``ratio_mean``, ``tokens``.
+    ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
 
     @dataclass
@@ -96,7 +97,7 @@ class GRPOLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys = self.tensor_keys
-        logprob, valid = self.actor(tensordict[keys.tokens], tensordict[keys.trainable])
+        logprob, valid, *extra = self.actor(tensordict[keys.tokens], tensordict[keys.trainable])
         weights = valid.float() * self.stream_weights[None, :, None]
         old = tensordict[keys.old_logprob]
         advantage = tensordict[keys.advantage].to(logprob)[:, None, None]
@@ -113,6 +114,8 @@ class GRPOLoss(LossModule):
         is_clipped = (ratio * advantage > clipped * advantage).float()
         out["clip_fraction"] = self._mean(is_clipped, weights)
         out["ratio_mean"] = self._mean(ratio, weights)
+        if extra and extra[0] is not None:
+            out["entropy"] = self._mean(extra[0][:, None], weights[:, :1])
         out["tokens"] = (weights > 0).sum().float()
         return TensorDict(out, batch_size=[])
 

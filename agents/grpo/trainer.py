@@ -174,7 +174,7 @@ class GRPOTrainer:
             "time_scoring_s": scored - rolled,
             "time_update_s": time.perf_counter() - scored,
         }
-        for key in ("loss_objective", "loss_kl", "kl", "clip_fraction", "grad_norm"):
+        for key in ("loss_objective", "loss_kl", "kl", "clip_fraction", "entropy", "grad_norm"):
             values = [step[key] for step in losses if key in step]
             if values:
                 record[key] = float(np.mean(values))
@@ -215,7 +215,7 @@ class GRPOTrainer:
     @torch.no_grad()
     def _batch(self, result: Rollout, advantage: np.ndarray) -> TensorDict:
         """The rollouts with their advantages and their old and reference log-probs."""
-        old, _ = self.scorer(result.codes, result.trainable)
+        old = self.scorer(result.codes, result.trainable)[0]
         data = {
             "tokens": result.codes,
             "trainable": result.trainable,
@@ -224,9 +224,8 @@ class GRPOTrainer:
         }
         if self.reference is not None:
             with self.reference.use() as reference_lm:
-                ref, _ = MoshiScorer(reference_lm, self.config.sampling, self.scorer.with_audio)(
-                    result.codes, result.trainable
-                )
+                scorer = MoshiScorer(reference_lm, self.config.sampling, self.scorer.with_audio)
+                ref = scorer(result.codes, result.trainable)[0]
             data["ref_logprob"] = ref
         return TensorDict(data, batch_size=[len(advantage)])
 

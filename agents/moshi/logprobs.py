@@ -25,13 +25,15 @@ class SequenceLogProbs:
 
     ``text`` is ``[B, T]``; ``audio`` is ``[B, 8, T]`` when requested. A mask is false at
     positions the model cannot predict (delays, padding after an env's last frame) and at frames
-    the caller marks as not trainable. Invalid positions hold 0, never NaN.
+    the caller marks as not trainable. Invalid positions hold 0, never NaN. ``text_entropy`` is
+    the entropy of the text distribution the tokens were scored under (a diagnostic).
     """
 
     text: torch.Tensor
     text_mask: torch.Tensor
     audio: torch.Tensor | None = None
     audio_mask: torch.Tensor | None = None
+    text_entropy: torch.Tensor | None = None
 
 
 def sampler_logprobs(
@@ -41,11 +43,22 @@ def sampler_logprobs(
 
     ``logits`` is ``[..., card]``, ``tokens`` ``[...]``. A token outside the top-k gets -inf.
     """
+    log_p = sampler_log_distribution(logits, temp, top_k)
+    return log_p.gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
+
+
+def sampler_log_distribution(logits: torch.Tensor, temp: float, top_k: int) -> torch.Tensor:
+    """The sampler's log-distribution: ``log_softmax(logits / temp)`` over the top ``top_k``."""
     scaled = logits.float() / temp
     if 0 < top_k < scaled.shape[-1]:
         kth = scaled.topk(top_k, dim=-1).values[..., -1:]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    return scaled.log_softmax(dim=-1).gather(-1, tokens.clamp(min=0)[..., None])[..., 0]
+    return scaled.log_softmax(dim=-1)
+
+
+def entropy(log_p: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of distributions given as log-probabilities (-inf entries contribute 0)."""
+    return -torch.where(log_p.isfinite(), log_p.exp() * log_p, 0.0).sum(dim=-1)
 
 
 def delayed_codes(lm: LMModel, codes: torch.Tensor) -> torch.Tensor:
@@ -91,8 +104,13 @@ def sequence_logprobs(
     if trainable is not None:
         text_mask &= trainable
     logits = torch.where(text_mask[..., None], logits, 0.0)
-    text = sampler_logprobs(logits, codes[:, 0], sampling.temp_text, sampling.top_k_text)
-    result = SequenceLogProbs(torch.where(text_mask, text, 0.0), text_mask)
+    log_p = sampler_log_distribution(logits, sampling.temp_text, sampling.top_k_text)
+    text = log_p.gather(-1, codes[:, 0].clamp(min=0)[..., None])[..., 0]
+    result = SequenceLogProbs(
+        torch.where(text_mask, text, 0.0),
+        text_mask,
+        text_entropy=torch.where(text_mask, entropy(log_p.detach()), 0.0),
+    )
     if output is not None:
         audio_codes = codes[:, 1 : 1 + lm.dep_q]
         audio_mask = output.mask & (audio_codes >= 0)
@@ -133,7 +151,8 @@ class MoshiScorer(torch.nn.Module):
 
     def forward(
         self, codes: torch.Tensor, trainable: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns log-probs ``[B, 9, T]``, their mask and the text entropy ``[B, T]``."""
         scored = sequence_logprobs(
             self.lm, codes, self.sampling, trainable=trainable, with_audio=self.with_audio
         )
@@ -143,4 +162,4 @@ class MoshiScorer(torch.nn.Module):
         logprob[:, 0], mask[:, 0] = scored.text, scored.text_mask
         if scored.audio is not None and scored.audio_mask is not None:
             logprob[:, 1:], mask[:, 1:] = scored.audio, scored.audio_mask
-        return logprob, mask
+        return logprob, mask, scored.text_entropy
