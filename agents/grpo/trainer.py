@@ -54,7 +54,7 @@ class GRPOConfig:
     """Rollouts per scenario, G; paper: 16."""
     rollouts_per_update: int = 2
     """Minibatch size in rollouts; paper: 1 (16 updates per group)."""
-    lr: float = 3e-4
+    lr: float = 5e-4
     """Peak learning rate; paper: 2e-7 for full fine-tuning of the 7B."""
     warmup_iterations: int = 2
     weight_decay: float = 0.1
@@ -78,7 +78,7 @@ class GRPOConfig:
     scenario_seed: int = 1
     """Seed of the training scenarios: the warm-start uses 0, held-out evaluation 1000."""
     eval_every: int = 20
-    eval_episodes: int = 32
+    eval_episodes: int = 40
     checkpoint_every: int = 5
     seed: int = 0
 

@@ -518,7 +518,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.eval_episodes < 0:
         parser.error("--steps must be >= 1 and --eval-episodes >= 0")
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # as fdenv-train does, so both build the same base
     config = replace(WarmstartConfig(), steps=args.steps)
     base = tiny_base_models(config=config, force=args.force)
     print(f"base: {base_path(config)}")
