@@ -8,6 +8,7 @@ project is computed the same way: ``episodes`` held-out scenarios per axis (thei
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class AxisResult:
     def mean(self) -> float:
         return float(np.mean(self.rewards))
 
-    @property
+    @cached_property
     def interval(self) -> tuple[float, float]:
         return bootstrap_interval(np.array(self.rewards))
 
