@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from agents.evaluate import AxisResult, paired_change
-from agents.grpo.trainer import GRPOConfig, GRPOTrainer
+from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig
 from agents.moshi.export import export_checkpoint
+from agents.moshi.lora import add_lora
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import play_episode
@@ -50,6 +51,36 @@ def build_models(args: argparse.Namespace) -> MoshiModels:
     return tiny_base_models(device=args.device)
 
 
+def unsharded_copy(
+    models: MoshiModels, weights: dict[str, torch.Tensor], lora_rank: int
+) -> MoshiModels:
+    """A plain LM holding ``weights`` (gathered from FSDP shards), for recording and export."""
+    from moshi.models import loaders
+
+    dtype = next(iter(weights.values())).dtype
+    lm = loaders.get_moshi_lm(None, lm_kwargs=models.lm_config, device=models.device, dtype=dtype)
+    if lora_rank > 0:
+        add_lora(lm, rank=lora_rank)
+    lm.load_state_dict(weights)
+    return dataclasses.replace(models, lm=lm)
+
+
+def judge_config(args: argparse.Namespace) -> JudgeConfig | None:
+    """The ``--judge-*`` flags; ``--judge-url`` turns the judge on."""
+    if args.judge_url is None:
+        return None
+    if args.judge_model is None:
+        raise SystemExit("--judge-url needs --judge-model (the model name the server serves)")
+    optional = {
+        "axes": tuple(args.judge_axes) if args.judge_axes else None,
+        "key_env": args.judge_key_env,
+        "rubric": args.judge_rubric,
+    }
+    return JudgeConfig(
+        args.judge_url, args.judge_model, **{k: v for k, v in optional.items() if v is not None}
+    )
+
+
 def load_config(args: argparse.Namespace) -> GRPOConfig:
     """GRPOConfig from defaults, then the JSON file, then explicit flags."""
     values: dict[str, Any] = {}
@@ -64,6 +95,8 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
         for key in ("axes", "betas", "stream_weights"):
             if key in values:
                 values[key] = tuple(values[key])
+        if values.get("judge") is not None:
+            values["judge"] = JudgeConfig(**values["judge"])
     flags = {
         "axes": tuple(args.axes) if args.axes else None,
         "iterations": args.iterations,
@@ -74,6 +107,9 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
         "lora_rank": args.lora_rank,
         "eval_episodes": args.eval_episodes,
         "seed": args.seed,
+        "scenarios": None if args.scenarios is None else str(args.scenarios),
+        "fsdp": args.fsdp or None,
+        "judge": judge_config(args),
     }
     values |= {k: v for k, v in flags.items() if v is not None}
     return GRPOConfig(**values)
@@ -179,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-path", help="the checkpoint's config.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--axes", nargs="+", help="axes to train on (default: the paper's four)")
+    parser.add_argument(
+        "--scenarios", type=Path, help="train on this manifest (default: synthetic scenarios)"
+    )
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--groups", type=int, help="scenarios per iteration")
     parser.add_argument("--group-size", type=int, help="rollouts per scenario (G)")
@@ -187,7 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lora-rank", type=int, help="0 = full fine-tuning")
     parser.add_argument("--eval-episodes", type=int, help="held-out episodes per axis")
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--fsdp", action="store_true", help="under torchrun: shard weights and optimizer state"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    judge = parser.add_argument_group("LLM judge (an OpenAI-compatible server, e.g. vLLM)")
+    judge.add_argument("--judge-url", help="base URL, e.g. http://127.0.0.1:8000/v1")
+    judge.add_argument("--judge-model", help="model name served there")
+    judge.add_argument("--judge-axes", nargs="+", help="default: TurnTaking UserInterruption")
+    judge.add_argument("--judge-key-env", help="environment variable holding the API key")
+    judge.add_argument("--judge-rubric", help="paper (0-2, default), fdbench (0-5) or a JSON file")
     return parser
 
 
@@ -204,8 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     if trainer.resume():
         print(f"resumed {args.out} at iteration {trainer.iteration}")
     trainer.run()
-    if trainer.rank > 0:
-        return 0
+    if config.fsdp:  # gather the shards (every rank takes part) into a plain model on rank 0
+        weights = trainer.full_lm_state()
+        if trainer.rank > 0:
+            return 0
+        models = unsharded_copy(trainer.models, weights, config.lora_rank)
+        policy = MoshiPolicy(models, config.sampling)
+    else:
+        if trainer.rank > 0:
+            return 0
+        models, policy = trainer.models, trainer.policy
     (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     evals = [r["eval"] for r in trainer.history if "eval" in r]
     before, after = (
@@ -215,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     table = summary_table(before, after)
     (args.out / "summary.md").write_text(table + "\n")
     plot_rewards(trainer.history, args.out / "reward_curve.png")
-    record_examples(trainer.policy, config.axes, args.out / "episodes")
-    export_checkpoint(trainer.models, args.out / "moshi_checkpoint")
+    record_examples(policy, config.axes, args.out / "episodes")
+    export_checkpoint(models, args.out / "moshi_checkpoint")
     print(f"\nheld-out reward per axis ({after[config.axes[0]].episodes} episodes each, 95% CI):")
     print(table)
     print(

@@ -62,3 +62,44 @@ def test_decoupled_skips_missing_values():
 def test_decoupled_rejects_unknown_weights():
     with pytest.raises(ValueError, match="unknown reward terms"):
         decoupled_advantages({"turn": np.zeros(2)}, 2, weights={"llm": 1.0})
+
+
+def test_decoupled_missing_judge_keeps_the_timing_term():
+    # group 0: timing [-3, -1, -2] (mean -2, std 1); judge [0, NaN, 2] (mean 1, std sqrt 2)
+    # group 1: timing [0, 0, 3] (mean 1, std sqrt 3); judge missing everywhere: dropped
+    terms = {
+        "turn": np.array([-3.0, -1.0, -2.0, 0.0, 0.0, 3.0]),
+        "llm": np.array([0.0, np.nan, 2.0, np.nan, np.nan, np.nan]),
+    }
+    adv = decoupled_advantages(terms, 3)
+    one, two, three = 1 / (1 + EPS), 1 / (2**0.5 + EPS), 1 / (3**0.5 + EPS)
+    expected = [-one - two, one, two, -three, -three, 2 * three]
+    np.testing.assert_allclose(adv.values, expected)
+    assert (adv.flat_groups, adv.groups) == (0, 2)
+
+
+def test_decoupled_term_in_one_rollout_only_gives_nothing_and_flat_groups_count():
+    # group 0: timing flat, judge in one rollout only (nothing to compare with): flat
+    # group 1: timing [2, 5] (mean 3.5, std sqrt 4.5); judge missing
+    terms = {"turn": np.array([1.0, 1.0, 2.0, 5.0]), "llm": np.array([np.nan, 2.0, np.nan, np.nan])}
+    adv = decoupled_advantages(terms, 2)
+    z = 1.5 / (4.5**0.5 + EPS)
+    np.testing.assert_allclose(adv.values, [0.0, 0.0, -z, z])
+    assert (adv.flat_groups, adv.groups) == (1, 2)
+
+
+def test_decoupled_rollout_missing_every_term_gets_zero():
+    terms = {"turn": np.array([np.nan, -1.0, 1.0]), "llm": np.array([np.nan, 0.0, 2.0])}
+    adv = decoupled_advantages(terms, 3)
+    z = 1 / (2**0.5 + EPS)  # both terms: [-1, 1] around their mean, std sqrt 2
+    np.testing.assert_allclose(adv.values, [0.0, -2 * z, 2 * z])
+    assert np.isfinite(adv.values).all()
+
+
+def test_decoupled_rejects_mismatched_or_infinite_terms():
+    with pytest.raises(ValueError, match="same shape"):
+        decoupled_advantages({"turn": np.zeros(4), "llm": np.zeros(6)}, 2)
+    with pytest.raises(ValueError, match=r"\['llm'\] hold \+-inf"):
+        decoupled_advantages({"turn": np.zeros(2), "llm": np.array([1.0, -np.inf])}, 2)
+    with pytest.raises(ValueError, match="no reward terms"):
+        decoupled_advantages({}, 2)

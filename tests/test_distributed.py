@@ -46,3 +46,63 @@ def test_two_ranks_stay_in_sync(tmp_path):
     assert moved0 > 0 and moved1 > 0  # training happened
     assert torch.equal(weights0, weights1)  # averaged gradients keep the ranks identical
     assert rewards0 != rewards1  # each rank rolled out its own scenarios and samples
+
+
+def sharded_worker(rank: int, world: int, port: int, out_dir: str, fsdp: bool, results) -> None:
+    """One iteration with or without FSDP; with it, also a checkpoint and a resume."""
+    os.environ["NO_TORCH_COMPILE"] = "1"
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        register_axis(Quiet)
+        # a low clip makes every update clip, so clipping of sharded gradients is checked too
+        settings = config(iterations=1, groups=1, group_size=4, fsdp=fsdp, grad_clip=0.5)
+        trainer = GRPOTrainer(settings, hesitant_models(5), out_dir)
+        first_grads = []
+        step = trainer.optimizer.step
+
+        def recording_step(*args, **kwargs):
+            if not first_grads:  # later steps start from weights that differ by rounding
+                first_grads.extend(
+                    (p.grad.full_tensor() if fsdp else p.grad).clone()
+                    for group in trainer.optimizer.param_groups
+                    for p in group["params"]
+                )
+            return step(*args, **kwargs)
+
+        trainer.optimizer.step = recording_step
+        reward = trainer.train_iteration()["reward"]
+        weights = trainer.full_lm_state()
+        if fsdp:
+            trainer.save()
+            resumed = GRPOTrainer(settings, hesitant_models(5), out_dir)
+            assert resumed.resume() and resumed.iteration == 1
+            reloaded = resumed.full_lm_state()
+            if rank == 0:
+                assert all(torch.equal(weights[k], reloaded[k]) for k in weights)
+        if rank == 0:
+            results[fsdp] = ({k: v.clone() for k, v in weights.items()}, first_grads, reward)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_fsdp_matches_averaged_gradients_and_resumes(tmp_path):
+    """Sharded weights, gradients and AdamW state train the same model as replicated ones."""
+    manager = mp.Manager()
+    results = manager.dict()
+    for fsdp in (False, True):
+        args = (2, free_port(), str(tmp_path / str(fsdp)), fsdp, results)
+        mp.spawn(sharded_worker, args=args, nprocs=2, join=True)
+    (plain, grads_plain, reward_plain) = results[False]
+    (sharded, grads_sharded, reward_sharded) = results[True]
+    assert reward_plain == reward_sharded  # same rollouts: sampling did not see the sharding
+    assert len(grads_plain) == len(grads_sharded) > 0
+    for plain_grad, sharded_grad in zip(grads_plain, grads_sharded, strict=True):
+        # averaged by reduce-scatter instead of all-reduce: equal up to summation order
+        torch.testing.assert_close(sharded_grad, plain_grad, rtol=1e-4, atol=1e-7)
+    start = hesitant_models(5).lm.state_dict()
+    assert plain.keys() == sharded.keys() == start.keys()
+    assert any(not torch.equal(sharded[k], start[k]) for k in start)  # the shards were updated

@@ -65,11 +65,22 @@ def decoupled_advantages(
 ) -> Advantages:
     """Each reward term z-scored within its group, then summed with ``weights`` (default 1).
 
-    A missing value (NaN: a judge that failed, a term the rollout's axis does not have) takes
-    no part in its group's statistics and contributes 0 to that rollout's advantage.
+    A missing value (NaN: a judge request that failed, a term the rollout's axis does not have)
+    takes no part in its group's mean and std, and that rollout gets 0 for the term: neither
+    better nor worse than its group on something that was not measured, which is also what the
+    group's mean rollout gets. Its other terms still count. So a term missing from a whole group
+    (or present in one rollout only, which has nothing to be compared with) drops out of that
+    group, and a group whose every term drops out is flat. ``+-inf`` is rejected: it is not a
+    missing value but a broken reward.
     """
     if not terms:
         raise ValueError("no reward terms to normalise")
+    lengths = {name: np.shape(values) for name, values in terms.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"reward terms must have the same shape, got {lengths}")
+    infinite = sorted(name for name, values in terms.items() if np.isinf(values).any())
+    if infinite:
+        raise ValueError(f"reward terms {infinite} hold +-inf; use NaN for a missing value")
     weights = weights or {}
     unknown = set(weights) - set(terms)
     if unknown:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,24 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tensordict import TensorDict
+from torchrl.objectives import LossModule
 
 from agents.evaluate import AxisResult, evaluate
 from agents.grpo.advantages import ScaleRewards, decoupled_advantages, group_advantages
 from agents.grpo.loss import GRPOLoss, LossType
+from agents.grpo.sharding import (
+    global_norm,
+    is_sharded,
+    load_model_state,
+    load_optimizer_state,
+    model_state,
+    optimizer_state,
+    shard,
+    trained_parameter_names,
+    unsharded,
+)
+from agents.judge_reward import JUDGED_AXES, judge_terms
+from agents.judge_reward import TERM as JUDGE_TERM
 from agents.moshi.logprobs import MoshiScorer
 from agents.moshi.lora import ReferenceModel, add_lora
 from agents.moshi.models import MoshiModels
@@ -34,10 +49,28 @@ from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import Rollout, rollout
 from fdenv.atomic import atomic_path
 from fdenv.axes import PAPER_AXES
+from fdenv.judge import ChatCompletionsJudge, load_rubric
 from fdenv.vector import FullDuplexVectorEnv
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+
+
+@dataclass
+class JudgeConfig:
+    """An OpenAI-compatible chat-completions server that grades replies 0-2 (the paper's
+    R_llm), added as the reward term ``llm`` and normalised apart from the timing reward."""
+
+    url: str
+    """Base URL, for example ``http://127.0.0.1:8000/v1`` (``vllm serve``)."""
+    model: str
+    axes: tuple[str, ...] = JUDGED_AXES
+    key_env: str | None = None
+    """Environment variable holding the API key (never logged); ``None`` sends no key."""
+    rubric: str = "paper"
+    """``paper`` (0-2), ``fdbench`` (0-5 relevance) or a JSON rubric file."""
+    concurrency: int = 8
+    timeout_s: float = 30.0
 
 
 @dataclass
@@ -73,20 +106,55 @@ class GRPOConfig:
     lora_rank: int = 0
     """0 = full fine-tuning with a frozen reference copy; > 0 = LoRA, reference = adapters off."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scenarios: str | None = None
+    """A scenario manifest (``fdenv-data synth``/``mine``) to train on; ``None``: synthetic."""
     num_scenarios: int = 256
-    """Training scenarios per axis (synthetic, seed ``scenario_seed``)."""
+    """Training scenarios per axis when synthetic (seed ``scenario_seed``)."""
     scenario_seed: int = 1
     """Seed of the training scenarios: the warm-start uses 0, held-out evaluation 1000."""
     eval_every: int = 20
     eval_episodes: int = 40
     checkpoint_every: int = 5
     seed: int = 0
+    judge: JudgeConfig | None = None
+    """LLM judge on the turn-taking and interruption axes; ``None``: timing rewards only."""
+    fsdp: bool = False
+    """Shard weights, gradients and optimizer state across torchrun ranks (see
+    :mod:`agents.grpo.sharding`); for full fine-tuning of the 7B. Resume with the same setting."""
+
+
+LossFactory = Callable[[MoshiScorer, "GRPOConfig"], LossModule]
+"""Builds the policy loss from the trainer's scorer and config (see :func:`grpo_loss`)."""
+
+
+def grpo_loss(scorer: MoshiScorer, config: GRPOConfig) -> LossModule:
+    """The default loss: :class:`GRPOLoss` with the config's clip, KL and aggregation."""
+    return GRPOLoss(
+        scorer,
+        list(config.stream_weights),
+        epsilon=config.epsilon,
+        epsilon_high=config.epsilon_high,
+        beta=config.beta,
+        loss_type=config.loss_type,
+    )
 
 
 class GRPOTrainer:
-    """Trains ``models.lm`` in place; :meth:`run` goes until ``config.iterations``."""
+    """Trains ``models.lm`` in place; :meth:`run` goes until ``config.iterations``.
 
-    def __init__(self, config: GRPOConfig, models: MoshiModels, out_dir: str | Path) -> None:
+    ``make_loss`` swaps the objective (for example REINFORCE) while keeping the rollouts, the
+    advantages and the update loop: the loss gets a TensorDict with ``tokens``, ``trainable``,
+    ``advantage``, ``old_logprob`` and, when ``config.beta > 0``, ``ref_logprob``, and returns
+    ``loss_*`` entries that are summed and minimised.
+    """
+
+    def __init__(
+        self,
+        config: GRPOConfig,
+        models: MoshiModels,
+        out_dir: str | Path,
+        make_loss: LossFactory = grpo_loss,
+    ) -> None:
         self.config = config
         self.models = models
         self.out_dir = Path(out_dir)
@@ -97,21 +165,22 @@ class GRPOTrainer:
         self.reference = ReferenceModel(lm) if config.beta > 0 else None
         self.policy = MoshiPolicy(models, config.sampling)
         self.scorer = MoshiScorer(lm, config.sampling, with_audio=any(config.stream_weights[1:]))
-        self.loss = GRPOLoss(
-            self.scorer,
-            list(config.stream_weights),
-            epsilon=config.epsilon,
-            epsilon_high=config.epsilon_high,
-            beta=config.beta,
-            loss_type=config.loss_type,
-        )
-        params = [p for p in lm.parameters() if p.requires_grad]
+        self.loss = make_loss(self.scorer, config)
+        distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if distributed else 0
+        self.world = dist.get_world_size() if distributed else 1
+        self._trained = trained_parameter_names(self.scorer)
+        if config.fsdp:
+            if not distributed:
+                raise ValueError("fsdp=True needs torch.distributed (launch with torchrun)")
+            shard(self.scorer)
         self.optimizer = torch.optim.AdamW(
-            params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            self._parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
         self.env = FullDuplexVectorEnv(
             config.groups * config.group_size,
             list(config.axes),
+            config.scenarios,
             group_size=config.group_size,
             autoreset_mode="Disabled",
             text_card=models.text_card,
@@ -119,12 +188,24 @@ class GRPOTrainer:
             num_scenarios=config.num_scenarios,
             scenario_seed=config.scenario_seed,
         )
+        self.judge = None
+        if config.judge is not None:
+            self.judge = ChatCompletionsJudge(
+                config.judge.url,
+                config.judge.model,
+                api_key_env=config.judge.key_env,
+                rubric=load_rubric(config.judge.rubric),
+                max_concurrency=config.judge.concurrency,
+                timeout_s=config.judge.timeout_s,
+                cache_dir=self.out_dir / "judge_cache",
+            )
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
-        distributed = dist.is_available() and dist.is_initialized()
-        self.rank = dist.get_rank() if distributed else 0
-        self.world = dist.get_world_size() if distributed else 1
         torch.manual_seed(config.seed * 7919 + self.rank)  # sampling differs per rank
+
+    def _parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the objective trains (FSDP's shards once sharded)."""
+        return [p for n, p in self.scorer.named_parameters() if n in self._trained]
 
     def learning_rate(self, iteration: int) -> float:
         """Linear warm-up, then cosine decay to 0 at the last iteration."""
@@ -137,9 +218,10 @@ class GRPOTrainer:
     # --- one iteration -------------------------------------------------------------------------
 
     def advantages(self, result: Rollout) -> tuple[np.ndarray, int]:
-        """Group-relative advantages; several reward terms are normalised apart (GDPO)."""
+        """Group-relative advantages; with the judge on or ``reward_weights`` set, each reward
+        term is normalised apart and then summed (GDPO)."""
         terms = result.reward_terms
-        if (
+        if self.judge is not None or (
             len({k for k, v in terms.items() if not np.all(np.isnan(v))}) > 1
             and self.config.reward_weights
         ):
@@ -156,8 +238,18 @@ class GRPOTrainer:
             group["lr"] = self.learning_rate(self.iteration)
         started = time.perf_counter()
         seed = config.seed * 1_000_003 + self.iteration * self.world + self.rank
-        result = rollout(self.policy, self.env, seed=seed)
+        with unsharded(self.scorer):
+            result = rollout(self.policy, self.env, seed=seed)
         rolled = time.perf_counter()
+        judged: dict[str, Any] = {}
+        if self.judge is not None:
+            assert config.judge is not None
+            terms = judge_terms(
+                self.judge, result.episodes, self.models.tokenizer, axes=config.judge.axes
+            )
+            result.reward_terms[JUDGE_TERM] = terms.scores
+            judged = terms.as_dict() | self.judge.stats.as_dict()
+            judged["time_judge_s"] = time.perf_counter() - rolled
         advantage, flat_groups = self.advantages(result)
         batch = self._batch(result, advantage)
         scored = time.perf_counter()
@@ -173,7 +265,7 @@ class GRPOTrainer:
             "time_rollout_s": rolled - started,
             "time_scoring_s": scored - rolled,
             "time_update_s": time.perf_counter() - scored,
-        }
+        } | judged
         for key in ("loss_objective", "loss_kl", "kl", "clip_fraction", "entropy", "grad_norm"):
             values = [step[key] for step in losses if key in step]
             if values:
@@ -188,7 +280,7 @@ class GRPOTrainer:
         gradients of all ranks before each step, so the ranks' weights stay identical.
         """
         config = self.config
-        params = [p for p in self.models.lm.parameters() if p.requires_grad]
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         advantage = batch["advantage"].numpy()
         rollouts = np.arange(len(advantage)) if self.world > 1 else np.flatnonzero(advantage)
         order = np.random.default_rng([config.seed, self.iteration, self.rank]).permutation(
@@ -201,12 +293,13 @@ class GRPOTrainer:
             total = sum(v for k, v in out.items() if k.startswith("loss_"))
             self.optimizer.zero_grad(set_to_none=True)
             total.backward()
-            if self.world > 1:  # the same parameters get gradients on every rank
+            if self.world > 1 and not is_sharded(self.scorer):  # FSDP reduces by itself
                 for param in params:
                     if param.grad is not None:
                         dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
                         param.grad /= self.world
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            grad_norm = global_norm([p.grad for p in params if p.grad is not None])
+            torch.nn.utils.clip_grads_with_norm_(params, config.grad_clip, grad_norm)
             self.optimizer.step()
             values = {k: float(v.detach()) for k, v in out.items()}
             losses.append(values | {"grad_norm": float(grad_norm)})
@@ -224,7 +317,11 @@ class GRPOTrainer:
         }
         if self.reference is not None:
             with self.reference.use() as reference_lm:
-                scorer = MoshiScorer(reference_lm, self.config.sampling, self.scorer.with_audio)
+                scorer = (
+                    self.scorer  # LoRA: the policy itself with its adapters off
+                    if reference_lm is self.models.lm
+                    else MoshiScorer(reference_lm, self.config.sampling, self.scorer.with_audio)
+                )
                 ref = scorer(result.codes, result.trainable)[0]
             data["ref_logprob"] = ref
         return TensorDict(data, batch_size=[len(advantage)])
@@ -234,54 +331,65 @@ class GRPOTrainer:
     def evaluate(self) -> dict[str, AxisResult]:
         """Held-out rewards per axis; runs on its own random stream, so how often a run
         evaluates never changes what it trains on."""
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), unsharded(self.scorer):
             torch.manual_seed(self.config.seed)
             return evaluate(self.policy, list(self.config.axes), self.config.eval_episodes)
 
     def run(self, progress: bool = True) -> list[dict[str, Any]]:
         """Trains until ``config.iterations``, evaluating, logging and checkpointing on the way.
 
-        Under torch.distributed only rank 0 evaluates, logs and writes checkpoints.
+        Under torch.distributed only rank 0 logs and writes files. Only rank 0 evaluates, unless
+        the weights are sharded (FSDP): then every rank must take part in gathering them.
         """
-        if self.rank > 0:
-            while self.iteration < self.config.iterations:
-                self.train_iteration()
-            return self.history
-        from torch.utils.tensorboard import SummaryWriter
+        lead = self.rank == 0
+        self._log_file = (self.out_dir / LOG).open("a", encoding="utf-8") if lead else None
+        if lead:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         from tqdm import tqdm
 
-        log = (self.out_dir / LOG).open("a", encoding="utf-8")
-        self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         bar = tqdm(
             total=self.config.iterations,
             initial=self.iteration,
-            disable=not progress,
+            disable=not (progress and lead),
             desc="GRPO",
             unit="it",
         )
         try:
             if self.iteration == 0:
-                self._log(log, {"iteration": 0, "eval": _as_json(self.evaluate())})
+                self._log({"iteration": 0} | self._evaluation())
             while self.iteration < self.config.iterations:
                 record = self.train_iteration()
                 last = self.iteration == self.config.iterations
                 if self.iteration % self.config.eval_every == 0 or last:
-                    record["eval"] = _as_json(self.evaluate())
-                self._log(log, record)
+                    record |= self._evaluation()
+                self._log(record)
                 if self.iteration % self.config.checkpoint_every == 0 or last:
                     self.save()
                 bar.update(1)
                 bar.set_postfix(reward=f"{record['reward']:+.2f}", kl=f"{record.get('kl', 0):.3f}")
         finally:
             bar.close()
-            log.close()
-            self._writer.close()
+            if self._log_file is not None:
+                self._log_file.close()
+                self._writer.close()
         return self.history
 
-    def _log(self, log, record: dict[str, Any]) -> None:
+    def _evaluation(self) -> dict[str, Any]:
+        """``{"eval": ...}`` for the log, on the ranks that evaluate (see :meth:`run`)."""
+        if self.rank == 0 or is_sharded(self.scorer):
+            results = self.evaluate()
+            if self.rank == 0:
+                return {"eval": _as_json(results)}
+        return {}
+
+    def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        if self._log_file is None:
+            return
+        self._log_file.write(json.dumps(record) + "\n")
+        self._log_file.flush()
         step = record["iteration"]
         for key, value in record.items():
             if isinstance(value, (int, float)) and key != "iteration":
@@ -294,20 +402,30 @@ class GRPOTrainer:
     # --- checkpoints ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """The run's whole state; under torch.distributed a collective (every rank calls it),
+        and under FSDP only rank 0 gets the weights. Each rank's random state is kept."""
+        rng = torch.get_rng_state()
+        rngs = [rng]
+        if self.world > 1:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, rng)
         return {
             "config": asdict(self.config),
             "iteration": self.iteration,
-            "lm": self.models.lm.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "lm": model_state(self.scorer),
+            "optimizer": optimizer_state(self.scorer, self.optimizer),
+            "torch_rng": rngs,
             "history": self.history,
         }
 
     def save(self) -> Path:
-        """Writes the run's state atomically; :meth:`resume` continues from it exactly."""
+        """Writes the run's state atomically (rank 0); :meth:`resume` continues from it exactly.
+        Every rank must call it."""
         path = self.out_dir / CHECKPOINT
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        state = self.state_dict()
+        if self.rank == 0:
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
         return path
 
     def resume(self) -> bool:
@@ -316,12 +434,23 @@ class GRPOTrainer:
         if not path.is_file():
             return False
         state = torch.load(path, weights_only=False)
-        self.models.lm.load_state_dict(state["lm"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        if len(state["torch_rng"]) != self.world:
+            raise ValueError(
+                f"{path} was written by {len(state['torch_rng'])} rank(s); resume it with as "
+                f"many, not {self.world}"
+            )
+        load_model_state(self.scorer, state["lm"])
+        load_optimizer_state(self.scorer, self.optimizer, state["optimizer"])
+        torch.set_rng_state(state["torch_rng"][self.rank])
         self.iteration = state["iteration"]
         self.history = state["history"]
         return True
+
+    def full_lm_state(self) -> dict[str, torch.Tensor]:
+        """The trained LM's weights under their usual names, on every rank without FSDP and on
+        rank 0 with it (a collective then)."""
+        prefix = "lm."
+        return {k.removeprefix(prefix): v for k, v in model_state(self.scorer).items()}
 
 
 def _by_axis(result: Rollout) -> dict[str, float]:
