@@ -1,31 +1,69 @@
-"""Held-out evaluation: mean reward per axis, with a 95% bootstrap interval.
+"""Held-out evaluation: rewards and Full-Duplex-Bench v1 metrics per axis, with 95% bootstrap
+intervals.
 
-Used by the warm-start command, the GRPO trainer and the examples, so that every table in the
-project is computed the same way: ``episodes`` held-out scenarios per axis (their own
-``scenario_seed``), one batched rollout per axis.
+Used by the warm-start command, the GRPO trainer and ``fdenv-eval``, so that every
+table in the project is computed the same way: ``episodes`` held-out scenarios per axis (their
+own ``scenario_seed``, or scenarios given on disk), one batched rollout per axis, for a Moshi
+policy and a scripted agent alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
+import torch
 
+from agents.baselines import ScriptedAgent
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.rollout import rollout
+from fdenv.constants import AUDIO_CARD, TEXT_CARD
+from fdenv.episode import Episode
+from fdenv.registration import expand_axes, get_axis
+from fdenv.sampler import ScenarioSampler, ScenariosArg
 from fdenv.vector import FullDuplexVectorEnv
 
 HELD_OUT_SEED = 1000
 """Scenario seed of the held-out synthetic sets (training uses small seeds)."""
 
+Agent = MoshiPolicy | ScriptedAgent
+"""What :func:`evaluate` plays: a batched streaming Moshi or a batched scripted agent."""
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One FD-Bench metric over an axis' episodes: the benchmark's aggregate and its interval.
+
+    ``samples`` counts the episodes that have a value (latency exists only where TOR = 1).
+    """
+
+    value: float
+    low: float
+    high: float
+    samples: int
+
+    def __str__(self) -> str:
+        if self.samples == 0:
+            return "n/a"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
 
 @dataclass(frozen=True)
 class AxisResult:
-    """Held-out rewards of one axis, in scenario order (so two results can be paired)."""
+    """Held-out rewards of one axis, in scenario order (so two results can be paired).
+
+    ``metrics`` maps each FD-Bench metric name of the axis (:meth:`fdenv.axes.Axis.metrics`) to
+    its per-episode values in the same order, NaN where the episode has none; ``played`` keeps
+    the episodes for plots (not compared, not saved).
+    """
 
     axis: str
     rewards: tuple[float, ...]
+    metrics: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    played: tuple[Episode, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def mean(self) -> float:
@@ -47,8 +85,25 @@ class AxisResult:
     def episodes(self) -> int:
         return len(self.rewards)
 
+    @cached_property
+    def metric_summary(self) -> dict[str, MetricSummary]:
+        """Each metric aggregated the FD-Bench way, with a 95% bootstrap interval: the mean over
+        the episodes that have a value. For TOR, frequency and JSD that is every episode; for
+        latency (NaN without a take-over) it is the mean over TOR = 1 episodes, as the
+        benchmark averages it."""
+        return {name: summarize_metric(values) for name, values in self.metrics.items()}
+
     def __str__(self) -> str:
         return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+
+def summarize_metric(values: tuple[float, ...] | np.ndarray) -> MetricSummary:
+    """Mean and 95% bootstrap interval of the finite values (all NaN: NaN, 0 samples)."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return MetricSummary(math.nan, math.nan, math.nan, 0)
+    return MetricSummary(float(finite.mean()), *bootstrap_interval(finite), int(finite.size))
 
 
 def bootstrap_interval(
@@ -77,26 +132,102 @@ def paired_change(
     return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
+def play(
+    agent: ScriptedAgent,
+    env: FullDuplexVectorEnv,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, list[Episode]]:
+    """One episode per env of ``env`` (autoreset disabled) played by a scripted agent; returns
+    the rewards and the episodes. The scripted counterpart of :func:`rollout`."""
+    obs, _ = env.reset(seed=seed, options=options)
+    agent.reset(env.num_envs)
+    rewards = np.zeros(env.num_envs)
+    finished = np.zeros(env.num_envs, dtype=bool)
+    while not finished.all():
+        obs, reward, terminated, _, _ = env.step(agent.act(obs))
+        rewards[terminated] = reward[terminated]
+        finished |= terminated
+    return rewards, [env.engine.episode(i) for i in range(env.num_envs)]
+
+
+def held_out_ids(
+    axis: str, episodes: int, scenario_seed: int, scenarios: ScenariosArg = None
+) -> list[str]:
+    """The scenarios an evaluation of ``axis`` plays: the first ``episodes`` of the held-out
+    synthetic set, or of ``scenarios`` (all of them when there are fewer)."""
+    sampler = ScenarioSampler(
+        expand_axes(axis), scenarios, num_scenarios=episodes, scenario_seed=scenario_seed
+    )
+    return sampler.ids(axis)[:episodes]
+
+
 def evaluate(
-    policy: MoshiPolicy,
+    policy: Agent,
     axes: list[str],
     episodes: int = 32,
     scenario_seed: int = HELD_OUT_SEED,
     seed: int = 0,
+    *,
+    scenarios: ScenariosArg = None,
 ) -> dict[str, AxisResult]:
-    """Mean reward per axis over ``episodes`` held-out scenarios (one episode each)."""
+    """Rewards and FD-Bench metrics per axis over ``episodes`` held-out scenarios (one episode
+    each), from the synthetic set of ``scenario_seed`` or from ``scenarios`` (a manifest, a
+    list of scenarios, ...). Moshi samples from torch's global generator: seed it for a
+    repeatable evaluation (:func:`compare` does)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    moshi = isinstance(policy, MoshiPolicy)
     results = {}
     for axis in axes:
+        ids = held_out_ids(axis, episodes, scenario_seed, scenarios)
         env = FullDuplexVectorEnv(
-            episodes,
+            len(ids),
             axis,
+            scenarios,
             autoreset_mode="Disabled",
-            text_card=policy.text_card,
-            audio_card=policy.audio_card,
+            text_card=policy.text_card if moshi else TEXT_CARD,
+            audio_card=policy.audio_card if moshi else AUDIO_CARD,
             num_scenarios=episodes,
             scenario_seed=scenario_seed,
         )
-        ids = env.sampler.ids(axis)
-        result = rollout(policy, env, seed=seed, options={"scenario": ids})
-        results[axis] = AxisResult(axis, tuple(float(r) for r in result.rewards))
+        if moshi:
+            played = rollout(policy, env, seed=seed, options={"scenario": ids})
+            rewards, played_episodes = played.rewards, played.episodes
+        else:
+            rewards, played_episodes = play(policy, env, seed, {"scenario": ids})
+        env.close()
+        per_episode = [get_axis(axis).metrics(e) for e in played_episodes]
+        names = list(dict.fromkeys(k for m in per_episode for k in m))  # the axis' order
+        results[axis] = AxisResult(
+            axis,
+            tuple(float(r) for r in rewards),
+            {k: tuple(float(m.get(k, math.nan)) for m in per_episode) for k in names},
+            tuple(played_episodes),
+        )
+    return results
+
+
+def compare(
+    agents: dict[str, Agent],
+    axes: list[str],
+    episodes: int = 32,
+    scenario_seed: int = HELD_OUT_SEED,
+    seed: int = 0,
+    *,
+    scenarios: ScenariosArg = None,
+    progress: bool = False,
+) -> dict[str, dict[str, AxisResult]]:
+    """:func:`evaluate` for several agents on the same scenarios, one axis at a time; torch is
+    seeded with ``seed`` before each (agent, axis), so no result depends on what ran before it."""
+    from tqdm import tqdm
+
+    results: dict[str, dict[str, AxisResult]] = {name: {} for name in agents}
+    jobs = [(name, axis) for name in agents for axis in axes]
+    for name, axis in tqdm(jobs, desc="evaluating", unit="axis", disable=not progress):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            results[name] |= evaluate(
+                agents[name], [axis], episodes, scenario_seed, seed, scenarios=scenarios
+            )
     return results

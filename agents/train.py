@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.eval_cli import metrics_markdown, plot_metrics
 from agents.evaluate import AxisResult, paired_change
-from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig
+from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig, results_from_json
 from agents.moshi.export import export_checkpoint
 from agents.moshi.lora import add_lora
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
@@ -264,19 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         models, policy = trainer.models, trainer.policy
     (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     evals = [r["eval"] for r in trainer.history if "eval" in r]
-    before, after = (
-        {axis: AxisResult(axis, tuple(v["rewards"])) for axis, v in e.items()}
-        for e in (evals[0], evals[-1])
-    )
-    table = summary_table(before, after)
-    (args.out / "summary.md").write_text(table + "\n")
+    before, after = results_from_json(evals[0]), results_from_json(evals[-1])
+    compared = {"before": before, "after": after}
+    table = summary_table(before, after) + "\n\n" + metrics_markdown(compared)
+    (args.out / "summary.md").write_text(table)
     plot_rewards(trainer.history, args.out / "reward_curve.png")
+    plot_metrics(compared, args.out / "metrics.png")
     record_examples(policy, config.axes, args.out / "episodes")
     export_checkpoint(models, args.out / "moshi_checkpoint")
     print(f"\nheld-out reward per axis ({after[config.axes[0]].episodes} episodes each, 95% CI):")
     print(table)
     print(
-        f"\nwrote {args.out}: summary.md, reward_curve.png, log.jsonl, episodes/, moshi_checkpoint/"
+        f"\nwrote {args.out}: summary.md, reward_curve.png, metrics.png, log.jsonl, episodes/, "
+        "moshi_checkpoint/"
     )
     return 0
 

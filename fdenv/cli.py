@@ -1,7 +1,9 @@
 """``fdenv-data``: make scenario sets on disk.
 
 ``fdenv-data synth --out DIR`` writes synthetic scenarios of every axis to ``DIR/manifest.jsonl``
-and ``DIR/audio/``, in parallel, reproducibly from ``--seed``.
+and ``DIR/audio/``, in parallel, reproducibly from ``--seed``. ``fdenv-data mine`` mines them
+from two-channel conversation corpora (:mod:`fdenv.mining.command`). ``fdenv-data import-fdbench``
+turns Full-Duplex-Bench v1 sample folders into one (:mod:`fdenv.scenarios.fdbench`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from tqdm import tqdm
 from fdenv.audio.acoustics import Acoustics, augment
 from fdenv.axes import PAPER_AXES
 from fdenv.manifest import ManifestWriter, write_scenario_audio
+from fdenv.mining.command import add_mine_parser
 from fdenv.registration import get_axis
+from fdenv.scenarios.fdbench import import_command
 from fdenv.scenarios.synthetic import make_scenario
 
 
@@ -83,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["flac", "wav"], default="flac")
     p.set_defaults(run=synth)
+    p = commands.add_parser(
+        "import-fdbench", help="turn Full-Duplex-Bench v1 sample folders into a manifest folder"
+    )
+    p.add_argument("--src", type=Path, required=True, help="benchmark folder (input.wav + labels)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--format", choices=["flac", "wav"], default="flac")
+    p.set_defaults(run=import_command)
+    add_mine_parser(commands)
     return parser
 
 

@@ -15,27 +15,66 @@ import numpy as np
 
 from fdenv.constants import FRAME_S, FRAME_SIZE, SAMPLE_RATE
 from fdenv.episode import Episode
+from fdenv.manifest import load_context
 from fdenv.scenario import Scenario
 from fdenv.timeline import intervals_to_mask
 from fdenv.voice import Voice
 
 
 class Stream(NamedTuple):
-    """A scenario laid out for playback: lead-in silence, the audio, zero padding to a frame."""
+    """A scenario laid out for playback: lead-in silence, the recording before the scenario
+    (context, when asked for), the scenario's audio, zero padding to a whole frame.
+
+    ``lead_in_s`` is everything before the scenario (silence and context). With a context,
+    ``partner`` holds the partner's side of it from frame ``partner_frame`` on (whole frames, the
+    first one partly silent), for policies that play the partner's part (see
+    :meth:`agents.moshi.policy.MoshiPolicy.start`).
+    """
 
     scenario: Scenario
     audio: np.ndarray
     user_speaking: np.ndarray
     num_frames: int
+    lead_in_s: float
+    context_s: float = 0.0
+    partner: np.ndarray | None = None
+    partner_frame: int = 0
 
 
-def make_stream(scenario: Scenario, lead_in_s: float) -> Stream:
+def make_stream(scenario: Scenario, lead_in_s: float, context_s: float = 0.0) -> Stream:
+    """Lays out ``scenario`` after ``lead_in_s`` of silence and, if it has a recorded context,
+    the last ``context_s`` seconds of it (shortened so that the scenario starts on a frame)."""
     lead = round(lead_in_s * SAMPLE_RATE)
-    num_frames = math.ceil((lead + len(scenario.audio)) / FRAME_SIZE)
+    if context_s < 0:
+        raise ValueError(f"context_s must be >= 0 seconds, got {context_s}")
+    context = 0
+    user = partner = None
+    if context_s > 0 and scenario.context is not None:
+        user, partner = load_context(scenario.context)
+        wanted = min(round(context_s * SAMPLE_RATE), len(user))
+        context = max(0, (lead + wanted) // FRAME_SIZE * FRAME_SIZE - lead)
+    start = lead + context
+    num_frames = math.ceil((start + len(scenario.audio)) / FRAME_SIZE)
     audio = np.zeros(num_frames * FRAME_SIZE, dtype=np.float32)
-    audio[lead : lead + len(scenario.audio)] = scenario.audio
-    user = intervals_to_mask(scenario.user_speech, num_frames, offset=lead / SAMPLE_RATE)
-    return Stream(scenario, audio, user, num_frames)
+    audio[start : start + len(scenario.audio)] = scenario.audio
+    speaking = intervals_to_mask(scenario.user_speech, num_frames, offset=start / SAMPLE_RATE)
+    if context == 0:
+        return Stream(scenario, audio, speaking, num_frames, lead / SAMPLE_RATE)
+    assert user is not None and partner is not None
+    audio[lead:start] = user[len(user) - context :]
+    first = lead // FRAME_SIZE
+    played = np.zeros(start - first * FRAME_SIZE, dtype=np.float32)
+    played[lead - first * FRAME_SIZE :] = partner[len(partner) - context :]
+    return Stream(
+        scenario,
+        audio,
+        speaking,
+        num_frames,
+        start / SAMPLE_RATE,
+        context / SAMPLE_RATE,
+        played,
+        first,
+    )
 
 
 class StepResult(NamedTuple):
@@ -58,6 +97,7 @@ class DuplexEngine:
         self.lead_in_s = round(lead_in_s * SAMPLE_RATE) / SAMPLE_RATE
         self.streams: list[Stream | None] = [None] * num_envs
         self.frame = np.zeros(num_envs, dtype=np.int64)
+        self._lead = np.full(num_envs, self.lead_in_s)
         self.num_frames = np.zeros(num_envs, dtype=np.int64)
         self._capacity = 0
         self._speaking = np.zeros((num_envs, 0), dtype=bool)
@@ -75,6 +115,7 @@ class DuplexEngine:
     def start(self, env: int, stream: Stream) -> None:
         """Begins an episode in ``env`` (several envs may share one stream)."""
         self.streams[env] = stream
+        self._lead[env] = stream.lead_in_s
         self.frame[env] = 0
         self.num_frames[env] = stream.num_frames
         if stream.num_frames > self._capacity:
@@ -116,7 +157,7 @@ class DuplexEngine:
         user[rows] = self._user[rows, k]
         agent = np.zeros(self.num_envs, dtype=bool)
         agent[rows] = voiced.speaking[rows]
-        t = self.frame * FRAME_S - self.lead_in_s
+        t = self.frame * FRAME_S - self._lead
         self.frame[rows] += 1
         done = np.zeros(self.num_envs, dtype=bool)
         done[rows] = self.frame[rows] == self.num_frames[rows]
@@ -133,9 +174,10 @@ class DuplexEngine:
         intervals = self.voice.speech_intervals(speaking, audio)
         return Episode(
             scenario=stream.scenario,
-            lead_in_s=self.lead_in_s,
+            lead_in_s=stream.lead_in_s,
             agent_speaking=speaking,
             text_tokens=self._text[env, :played].copy(),
-            agent_speech=[i.shift(-self.lead_in_s) for i in intervals],
+            agent_speech=[i.shift(-stream.lead_in_s) for i in intervals],
             agent_audio=audio,
+            context_s=stream.context_s,
         )

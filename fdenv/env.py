@@ -5,6 +5,11 @@ token and 8 audio tokens for that frame (action). A scenario is preceded by ``le
 silence; the episode ends with the scenario, and its only reward, the axis reward, arrives on the
 last step. Observation ``k`` is frame ``k`` of the stream; the action that follows it is what the
 agent says in the same frame.
+
+Mined scenarios keep the recording that preceded them (:class:`fdenv.scenario.ContextRef`).
+``reset(options={"context_s": x})`` plays up to ``x`` seconds of its user channel between the
+silence and the scenario (the paper's context curriculum); the reset info's ``context_s`` says
+how much was played (0 for a scenario without context). Rewards still look at the scenario only.
 """
 
 from __future__ import annotations
@@ -64,12 +69,15 @@ def check_actions(actions: Any, nvec: np.ndarray) -> np.ndarray:
 
 
 def final_info(episode: Episode, score: AxisScore) -> dict[str, Any]:
-    """What the last step's info adds: the reward terms and the agent's speech."""
+    """What the last step's info adds: the reward terms, the axis' Full-Duplex-Bench metrics
+    (:meth:`Axis.metrics`; NaN where the benchmark has no value) and the agent's speech."""
+    metrics = get_axis(episode.axis).metrics(episode)
     return {
         "axis": episode.axis,
         "scenario_id": episode.scenario.id,
         "reward_terms": {k: np.float64(v) for k, v in score.terms.items()},
         "stats": {k: np.float64(v) for k, v in score.stats.items()},
+        "metrics": {k: np.float64(v) for k, v in metrics.items()},
         "agent_speech": [(i.start, i.end) for i in episode.agent_speech],
     }
 
@@ -131,10 +139,16 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         scenario = self.sampler.sample(self.np_random, options)
-        self._engine.start(0, make_stream(scenario, self.lead_in_s))
+        stream = make_stream(scenario, self.lead_in_s, float((options or {}).get("context_s", 0)))
+        self._engine.start(0, stream)
         self._needs_reset = False
         self.last_episode = None
-        info = {"axis": scenario.axis, "scenario_id": scenario.id, "t": -self.lead_in_s}
+        info = {
+            "axis": scenario.axis,
+            "scenario_id": scenario.id,
+            "t": -stream.lead_in_s,
+            "context_s": stream.context_s,
+        }
         return self._engine.observe(self._obs)[0].copy(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:

@@ -16,7 +16,8 @@ class Episode:
 
     Attributes:
         scenario: what the user said, with its labels.
-        lead_in_s: silence played before the scenario.
+        lead_in_s: what was played before the scenario: silence, then ``context_s`` seconds of
+            the recording that preceded it (context curriculum; 0 by default).
         agent_speaking: the voice's per-frame activity over the whole stream (lead-in included).
         text_tokens: the agent's text token per frame.
         agent_speech: the agent's speech intervals in scenario time, as the voice reports them;
@@ -30,6 +31,7 @@ class Episode:
     text_tokens: np.ndarray
     agent_speech: list[Interval]
     agent_audio: np.ndarray | None = None
+    context_s: float = 0.0
 
     @property
     def axis(self) -> str:

@@ -3,20 +3,26 @@
 A line is :meth:`Scenario.labels_json` plus ``"audio"``, a path relative to the manifest's folder
 (FLAC or WAV, any sample rate: audio is resampled to 24 kHz on load and the file's rate is kept
 in ``source["original_sample_rate"]``). Labels are read and checked up front; audio is read when
-a scenario is first used.
+a scenario is first used. A mined scenario's ``"context"`` (:class:`~fdenv.scenario.ContextRef`)
+points at a stereo file of the recording before it, also relative to the manifest's folder;
+:class:`Manifest` resolves that path on load and :func:`load_context` reads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fdenv.audio.io import load_mono, write_audio
+import numpy as np
+import soundfile as sf
+
+from fdenv.audio.io import check_mono, load_mono, resample, write_audio
 from fdenv.constants import SAMPLE_RATE
-from fdenv.scenario import Scenario
+from fdenv.scenario import ContextRef, Scenario
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -89,8 +95,31 @@ class Manifest:
         scenario = Scenario.from_labels(record, audio)
         if rate != SAMPLE_RATE:
             scenario.source["original_sample_rate"] = rate
+        if scenario.context is not None:
+            resolved = str(self.path.parent / scenario.context.audio)
+            scenario.context = dataclasses.replace(scenario.context, audio=resolved)
         get_axis(scenario.axis).validate(scenario)
         return scenario
+
+
+def load_context(context: ContextRef) -> tuple[np.ndarray, np.ndarray]:
+    """A scenario's preceding recording as (user, partner), mono float32 at 24 kHz each."""
+    path = Path(context.audio)
+    if not path.is_file():
+        raise FileNotFoundError(f"context audio {path} does not exist")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise ValueError(f"context audio {path}: cannot read: {err}") from err
+    if audio.shape[1] != 2:
+        raise ValueError(
+            f"context audio {path}: {audio.shape[1]} channel(s), expected 2 (user, partner)"
+        )
+    user, partner = (
+        check_mono(resample(audio[:, c], int(rate), SAMPLE_RATE), f"context audio {path}")
+        for c in (0, 1)
+    )
+    return user, partner
 
 
 def write_scenario_audio(folder: Path, scenario: Scenario, audio_format: str = "flac") -> dict:

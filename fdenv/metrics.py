@@ -25,6 +25,7 @@ from fdenv.asr_json import finite_number, read_json
 from fdenv.audio.io import read_mono
 from fdenv.audio.vad import SILERO_RATE, SileroVAD
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID
+from fdenv.episode import Episode
 from fdenv.scenario import Word
 from fdenv.timeline import Interval
 
@@ -163,6 +164,30 @@ def words_from_text_tokens(
         if start + frame_s > 1e-9:  # ends after time 0, float slivers aside
             words.append(Word(str(tokens[k]), max(start, 0.0), start + frame_s))
     return words
+
+
+def episode_words(episode: Episode) -> list[Word]:
+    """The timed words of an episode's text stream in scenario time (the lead-in's dropped):
+    what an ASR of the benchmark's output, which starts with the input, would time."""
+    return words_from_text_tokens(episode.text_tokens, episode.lead_in_s)
+
+
+def label_distribution(backchannels: Sequence[Interval], duration_s: float) -> list[float]:
+    """A ground-truth backchannel distribution made from labelled intervals, binned the way
+    :func:`backchannel_jsd` bins the model's backchannels (0.2 s bins, every bin an interval
+    touches counts 1), for scenarios that have no ``icc_gt_distribution.json`` entry.
+
+    The benchmark's own distributions pool many listeners; one conversation's labels are a
+    single listener's choice, so JSDs against them run higher than the benchmark's.
+    """
+    if duration_s <= 0:
+        raise ValueError(f"duration_s must be > 0, got {duration_s}")
+    counts = np.zeros(int(duration_s / JSD_BIN_S) + 1)
+    for start, end in backchannels:
+        counts[int(start / JSD_BIN_S) : int(end / JSD_BIN_S) + 1] += 1
+    if not counts.any():
+        counts[:] = 1.0
+    return (counts / counts.sum()).tolist()
 
 
 def cut_words(words: Iterable[Word], cut_s: float) -> list[Word]:

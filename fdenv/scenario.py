@@ -67,6 +67,30 @@ class Utterance:
         )
 
 
+@dataclass(frozen=True)
+class ContextRef:
+    """The recording that precedes a mined scenario, for the context curriculum.
+
+    ``audio`` is a stereo file (channel 0 the user, channel 1 the partner) that ends exactly
+    where the scenario starts and lasts ``duration_s`` (up to the miner's ``--context-s``).
+    In a manifest the path is relative to the manifest's folder; :class:`fdenv.manifest.Manifest`
+    resolves it on load, and :func:`fdenv.manifest.load_context` reads it.
+    """
+
+    audio: str
+    duration_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"audio": self.audio, "duration_s": self.duration_s}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ContextRef:
+        duration = float(record["duration_s"])
+        if not duration > 0:
+            raise ValueError(f"context.duration_s must be > 0 seconds, got {duration}")
+        return cls(str(record["audio"]), duration)
+
+
 @dataclass
 class Scenario:
     """User audio (mono float32, 24 kHz) plus interactivity labels.
@@ -83,6 +107,7 @@ class Scenario:
         transcripts: timed transcripts where known.
         source: where the scenario came from (generator and seed, corpus and file,
             ``original_sample_rate`` when the audio was resampled).
+        context: the recording before the scenario (mined scenarios), or ``None``.
     """
 
     id: str
@@ -95,6 +120,7 @@ class Scenario:
     interruption: Interval | None = None
     transcripts: list[Utterance] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
+    context: ContextRef | None = None
 
     @property
     def duration(self) -> float:
@@ -136,6 +162,7 @@ class Scenario:
             "interruption": None if self.interruption is None else list(self.interruption),
             "transcripts": [u.to_json() for u in self.transcripts],
             "source": self.source,
+            "context": None if self.context is None else self.context.to_json(),
         }
 
     @classmethod
@@ -143,6 +170,7 @@ class Scenario:
         """Builds a scenario from a manifest line's labels; missing optional fields are empty."""
         interruption = record.get("interruption")
         turn_end = record.get("turn_end")
+        context = record.get("context")
         return cls(
             id=str(record["id"]),
             axis=str(record["axis"]),
@@ -154,4 +182,5 @@ class Scenario:
             interruption=None if interruption is None else Interval(*map(float, interruption)),
             transcripts=[Utterance.from_json(u) for u in record.get("transcripts", [])],
             source=dict(record.get("source", {})),
+            context=None if context is None else ContextRef.from_json(context),
         )

@@ -26,6 +26,13 @@ from fdenv.registration import expand_axes, get_axis
 from fdenv.sampler import ScenarioSampler, ScenariosArg
 from fdenv.voice import TextVoice, Voice
 
+PER_GROUP = ("scenario", "context_s")
+"""Reset options that may list one value per group."""
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
 
 class FullDuplexVectorEnv(VectorEnv):
     """``num_envs`` conversations stepped together; see :class:`fdenv.env.FullDuplexEnv`.
@@ -33,7 +40,9 @@ class FullDuplexVectorEnv(VectorEnv):
     Extra args:
         group_size: consecutive envs that share a scenario (must divide ``num_envs``).
             ``reset(options={"scenario": s})`` pins every group to ``s`` (a Scenario or id);
-            a list pins group ``g`` to its ``g``-th entry.
+            a list pins group ``g`` to its ``g``-th entry. ``options={"context_s": x}`` (or a
+            list per group) plays up to ``x`` seconds of the recording before the scenario,
+            where the scenario has one (see :class:`fdenv.env.FullDuplexEnv`).
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default: a finished env restarts on the
             following step, whose action is ignored) or ``DISABLED`` (a finished env idles,
             with zero observations and rewards and ``terminated`` false, until you reset it with
@@ -115,17 +124,14 @@ class FullDuplexVectorEnv(VectorEnv):
             if mask[env] and env_seed is not None:
                 self._rngs[env] = seeding.np_random(env_seed)[0]
         infos: dict[str, Any] = {}
-        pinned = options.get("scenario")
-        per_group = isinstance(pinned, (list, tuple))
-        if per_group and len(pinned) != self.num_envs // self.group_size:
-            raise ValueError(
-                f"options['scenario'] lists {len(pinned)} scenarios for "
-                f"{self.num_envs // self.group_size} groups"
-            )
+        groups = self.num_envs // self.group_size
+        per_group = {k: v for k, v in options.items() if k in PER_GROUP and _is_list(v)}
+        for key, values in per_group.items():
+            if len(values) != groups:
+                raise ValueError(f"options[{key!r}] lists {len(values)} values for {groups} groups")
         for env in np.flatnonzero(mask):
-            group_options = (
-                {**options, "scenario": pinned[env // self.group_size]} if per_group else options
-            )
+            group = env // self.group_size
+            group_options = options | {k: v[group] for k, v in per_group.items()}
             infos = self._start(int(env), infos, group_options)
         self._autoreset[mask] = False
         self._started = True
@@ -145,9 +151,14 @@ class FullDuplexVectorEnv(VectorEnv):
         leader = env - env % self.group_size
         if env == leader:
             scenario = self.sampler.sample(self._rngs[leader], options)
-            self._stream = make_stream(scenario, self.lead_in_s)
+            context_s = float(options.get("context_s", 0.0))
+            self._stream = make_stream(scenario, self.lead_in_s, context_s)
         self._engine.start(env, self._stream)
-        info = {"axis": self._stream.scenario.axis, "scenario_id": self._stream.scenario.id}
+        info = {
+            "axis": self._stream.scenario.axis,
+            "scenario_id": self._stream.scenario.id,
+            "context_s": self._stream.context_s,
+        }
         return self._add_info(infos, info, env)
 
     def step(

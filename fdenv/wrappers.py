@@ -55,7 +55,8 @@ def agent_channel(episode: Episode) -> np.ndarray:
 def episode_stereo(episode: Episode) -> np.ndarray:
     """``[samples, 2]``: left the user stream the agent heard, right the agent; one length."""
     length = episode.num_frames * FRAME_SIZE
-    user = _fit(make_stream(episode.scenario, episode.lead_in_s).audio, length)
+    silence = episode.lead_in_s - episode.context_s
+    user = _fit(make_stream(episode.scenario, silence, episode.context_s).audio, length)
     return np.stack([user, agent_channel(episode)], axis=1)
 
 

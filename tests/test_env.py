@@ -197,5 +197,5 @@ def test_vector_reset_pins_one_scenario_per_group():
     assert ids == [f"Backchannel-s0-00000{i}" for i in range(5)]
     _, infos = venv.reset(seed=0, options={"scenario": [ids[3], ids[1]]})
     assert list(infos["scenario_id"]) == [ids[3], ids[3], ids[1], ids[1]]
-    with pytest.raises(ValueError, match="lists 1 scenarios for 2 groups"):
+    with pytest.raises(ValueError, match="lists 1 values for 2 groups"):
         venv.reset(options={"scenario": [ids[0]]})

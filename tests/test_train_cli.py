@@ -9,7 +9,8 @@ import torch
 from chat_server import chat_server, completion
 from test_grpo_trainer import Quiet, config, hesitant_models
 
-from agents.grpo.trainer import GRPOTrainer, JudgeConfig
+from agents.evaluate import AxisResult
+from agents.grpo.trainer import GRPOTrainer, JudgeConfig, eval_json, results_from_json
 from agents.judge_reward import TERM
 from agents.moshi.logprobs import MoshiScorer
 from agents.moshi.models import tiny_models
@@ -30,7 +31,8 @@ def test_train_command_writes_summary_curve_episodes_and_checkpoint(tmp_path, qu
     out = tmp_path / "run"
     flags = "--model tiny-random --axes Quiet --iterations 2 --groups 1 --group-size 4"
     assert main([*flags.split(), "--eval-episodes", "2", "--out", str(out)]) == 0
-    for name in ("summary.md", "reward_curve.png", "log.jsonl", "config.json", "checkpoint.pt"):
+    files = ("summary.md", "reward_curve.png", "metrics.png", "log.jsonl", "config.json")
+    for name in (*files, "checkpoint.pt"):
         assert (out / name).is_file(), name
     assert (out / "moshi_checkpoint" / "config.json").is_file()
     assert list((out / "episodes").glob("Quiet*.wav"))
@@ -98,3 +100,17 @@ def test_unsharded_copy_holds_the_same_weights():
     with torch.no_grad():
         expected = MoshiScorer(models.lm)(codes, trainable)[0]
         torch.testing.assert_close(MoshiScorer(copy.lm)(codes, trainable)[0], expected)
+
+
+def test_logged_evaluations_read_back_with_their_metrics():
+    results = {
+        "TurnTaking": AxisResult(
+            "TurnTaking", (-1.0, -0.5), {"tor": (1.0, 0.0), "latency": (0.25, float("nan"))}
+        )
+    }
+    logged = json.loads(json.dumps(eval_json(results)))  # NaN is written as null
+    assert logged["TurnTaking"]["metrics"]["latency"]["values"] == [0.25, None]
+    assert logged["TurnTaking"]["metrics"]["latency"]["value"] == 0.25  # over take-overs only
+    back = results_from_json(logged)["TurnTaking"]
+    assert back.rewards == (-1.0, -0.5) and back.metrics["tor"] == (1.0, 0.0)
+    np.testing.assert_array_equal(back.metrics["latency"], [0.25, np.nan])

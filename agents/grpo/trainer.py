@@ -26,6 +26,7 @@ import torch.distributed as dist
 from tensordict import TensorDict
 from torchrl.objectives import LossModule
 
+from agents.eval_cli import metric_json
 from agents.evaluate import AxisResult, evaluate
 from agents.grpo.advantages import ScaleRewards, decoupled_advantages, group_advantages
 from agents.grpo.loss import GRPOLoss, LossType
@@ -116,6 +117,11 @@ class GRPOConfig:
     eval_episodes: int = 40
     checkpoint_every: int = 5
     seed: int = 0
+    context_prob: float = 0.5
+    """Context curriculum (paper): with this probability a group's scenario is preceded by up
+    to ``context_max_s`` of its recorded context (mined scenarios have one; others ignore it)."""
+    context_max_s: float = 30.0
+    """l_max: a context lasts U[0, l_max] s, l_max rising linearly from 0 to this over the run."""
     judge: JudgeConfig | None = None
     """LLM judge on the turn-taking and interruption axes; ``None``: timing rewards only."""
     fsdp: bool = False
@@ -217,6 +223,14 @@ class GRPOTrainer:
 
     # --- one iteration -------------------------------------------------------------------------
 
+    def context_lengths(self, iteration: int) -> list[float]:
+        """Seconds of recorded context to play before each group's scenario this iteration."""
+        config = self.config
+        l_max = config.context_max_s * iteration / max(1, config.iterations - 1)
+        rng = np.random.default_rng([config.seed, iteration, self.rank, 1])
+        used = rng.random(config.groups) < config.context_prob
+        return np.where(used, rng.uniform(0.0, l_max, config.groups), 0.0).tolist()
+
     def advantages(self, result: Rollout) -> tuple[np.ndarray, int]:
         """Group-relative advantages; with the judge on or ``reward_weights`` set, each reward
         term is normalised apart and then summed (GDPO)."""
@@ -238,8 +252,9 @@ class GRPOTrainer:
             group["lr"] = self.learning_rate(self.iteration)
         started = time.perf_counter()
         seed = config.seed * 1_000_003 + self.iteration * self.world + self.rank
+        options = {"context_s": self.context_lengths(self.iteration)}
         with unsharded(self.scorer):
-            result = rollout(self.policy, self.env, seed=seed)
+            result = rollout(self.policy, self.env, seed=seed, options=options)
         rolled = time.perf_counter()
         judged: dict[str, Any] = {}
         if self.judge is not None:
@@ -262,6 +277,7 @@ class GRPOTrainer:
             "reward_by_axis": _by_axis(result),
             "flat_groups": flat_groups,
             "updates": len(losses),
+            "context_s": float(np.mean([e.context_s for e in result.episodes])),
             "time_rollout_s": rolled - started,
             "time_scoring_s": scored - rolled,
             "time_update_s": time.perf_counter() - scored,
@@ -381,7 +397,7 @@ class GRPOTrainer:
         if self.rank == 0 or is_sharded(self.scorer):
             results = self.evaluate()
             if self.rank == 0:
-                return {"eval": _as_json(results)}
+                return {"eval": eval_json(results)}
         return {}
 
     def _log(self, record: dict[str, Any]) -> None:
@@ -398,6 +414,9 @@ class GRPOTrainer:
             self._writer.add_scalar(f"train_reward/{axis}", value, step)
         for axis, result in record.get("eval", {}).items():
             self._writer.add_scalar(f"eval_reward/{axis}", result["mean"], step)
+            for name, metric in result["metrics"].items():
+                if metric["value"] is not None:
+                    self._writer.add_scalar(f"eval_metric/{axis}/{name}", metric["value"], step)
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -458,8 +477,30 @@ def _by_axis(result: Rollout) -> dict[str, float]:
     return {axis: float(result.rewards[axes == axis].mean()) for axis in sorted(set(result.axes))}
 
 
-def _as_json(results: dict[str, AxisResult]) -> dict[str, dict[str, Any]]:
+def eval_json(results: dict[str, AxisResult]) -> dict[str, dict[str, Any]]:
+    """Held-out rewards and FD-Bench metrics (per-episode values kept, so runs can be paired)."""
     return {
-        a: {"mean": r.mean, "low": r.low, "high": r.high, "rewards": list(r.rewards)}
+        a: {
+            "mean": r.mean,
+            "low": r.low,
+            "high": r.high,
+            "rewards": list(r.rewards),
+            "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
+        }
         for a, r in results.items()
+    }
+
+
+def results_from_json(logged: dict[str, dict[str, Any]]) -> dict[str, AxisResult]:
+    """The inverse of :func:`eval_json`, for a logged evaluation."""
+    return {
+        axis: AxisResult(
+            axis,
+            tuple(entry["rewards"]),
+            {
+                name: tuple(np.nan if x is None else x for x in metric["values"])
+                for name, metric in entry.get("metrics", {}).items()
+            },
+        )
+        for axis, entry in logged.items()
     }

@@ -11,8 +11,10 @@ silence there. The policy records, per env, the 17-stream sequence
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +33,14 @@ class SamplingConfig:
     top_k_text: int = 25
     top_k_audio: int = 250
     use_sampling: bool = True
+
+
+class Forced(NamedTuple):
+    """Tokens to write instead of the sampled ones in one step, where the masks say so."""
+
+    text: torch.Tensor  # [B] bool: write PAD
+    audio_mask: torch.Tensor  # [B, 8] bool
+    audio: torch.Tensor  # [B, 8] long
 
 
 class MoshiPolicy(torch.nn.Module):
@@ -55,12 +65,16 @@ class MoshiPolicy(torch.nn.Module):
             top_k=sampling.top_k_audio,
             top_k_text=sampling.top_k_text,
             support_out_of_sync=True,
+            on_text_hook=self._force_text,
+            on_audio_hook=self._force_audio,
         )
         self._streams: ExitStack | None = None
         self.batch_size = 0
         self._silence = self._silent_action()
         self._history: list[torch.Tensor] = []
         self._first_step = np.zeros(0, dtype=np.int64)
+        self._partners: dict[int, tuple[torch.Tensor, int]] = {}
+        self._forced: Forced | None = None
 
     @property
     def device(self) -> torch.device:
@@ -95,15 +109,64 @@ class MoshiPolicy(torch.nn.Module):
                 codes = mimi.encode(torch.zeros(1, 1, FRAME_SIZE, device=self.device))
         return torch.cat([torch.tensor([PAD_ID], device=self.device), codes[0, :, 0]])
 
-    def start(self, batch_size: int) -> None:
-        """Enters streaming mode for ``batch_size`` envs, all at the start of an episode."""
+    def start(
+        self, batch_size: int, partners: Mapping[int, tuple[np.ndarray, int]] | None = None
+    ) -> None:
+        """Enters streaming mode for ``batch_size`` envs, all at the start of an episode.
+
+        ``partners`` maps an env to audio (whole 80 ms frames) and the stream frame it starts
+        at: the partner's side of a recorded context (:class:`fdenv.engine.Stream`). Over those
+        frames the policy plays the partner's part, as the paper's context curriculum does:
+        its audio tokens are the partner audio's Mimi codes and its text is PAD (the corpus'
+        words are not aligned to Moshi's text stream). Those frames are never trained.
+        """
         self.stop()
+        self._partners = {
+            env: (self._encode(audio), first) for env, (audio, first) in (partners or {}).items()
+        }
         self._streams = ExitStack()
         self._streams.enter_context(self.models.mimi.streaming(batch_size))
         self._streams.enter_context(self.lm_gen.streaming(batch_size))
         self.batch_size = batch_size
         self._history = []
         self._first_step = np.zeros(batch_size, dtype=np.int64)
+
+    @torch.no_grad()
+    def _encode(self, audio: np.ndarray) -> torch.Tensor:
+        """Mimi codes ``[8, frames]`` of a stretch of whole frames (outside streaming)."""
+        if audio.size == 0 or audio.size % FRAME_SIZE:
+            raise ValueError(f"partner audio must be whole {FRAME_SIZE}-sample frames")
+        wave = torch.as_tensor(audio, dtype=torch.float32, device=self.device)[None, None]
+        return self.models.mimi.encode(wave)[0, :NUM_CODEBOOKS]
+
+    def _forcing(self) -> Forced | None:
+        """This step's forced tokens. Step ``s`` of an env samples the text and codebook 0 of
+        stream frame ``s + 1`` and codebooks 1-7 of frame ``s`` (Moshi's acoustic delay)."""
+        if not self._partners:
+            return None
+        text = torch.zeros(self.batch_size, dtype=torch.bool)
+        mask = torch.zeros(self.batch_size, NUM_CODEBOOKS, dtype=torch.bool)
+        audio = torch.zeros(self.batch_size, NUM_CODEBOOKS, dtype=torch.long)
+        for env, (codes, first) in self._partners.items():
+            step = len(self._history) - int(self._first_step[env])
+            frames = codes.shape[1]
+            if 0 <= step + 1 - first < frames:
+                text[env] = mask[env, 0] = True
+                audio[env, 0] = codes[0, step + 1 - first]
+            if 0 <= step - first < frames:
+                mask[env, 1:] = True
+                audio[env, 1:] = codes[1:, step - first]
+        if not mask.any():
+            return None
+        return Forced(text.to(self.device), mask.to(self.device), audio.to(self.device))
+
+    def _force_text(self, tokens: torch.Tensor) -> None:
+        if self._forced is not None:
+            tokens.copy_(torch.where(self._forced.text, PAD_ID, tokens))
+
+    def _force_audio(self, tokens: torch.Tensor) -> None:
+        if self._forced is not None:
+            tokens.copy_(torch.where(self._forced.audio_mask, self._forced.audio, tokens))
 
     def stop(self) -> None:
         if self._streams is not None:
@@ -121,6 +184,8 @@ class MoshiPolicy(torch.nn.Module):
             raise ValueError(f"reset mask must have shape ({self.batch_size},), got {mask.shape}")
         if not mask.any():
             return
+        for env in np.flatnonzero(mask):
+            self._partners.pop(int(env), None)
         torch_mask = torch.as_tensor(mask, device=self.device)
         self.models.mimi.reset_streaming(torch_mask)
         self.lm_gen.reset_streaming(torch_mask)
@@ -138,7 +203,11 @@ class MoshiPolicy(torch.nn.Module):
         if self._streams is None or frames.shape[0] != self.batch_size:
             self.start(frames.shape[0])
         codes = self.models.mimi.encode(frames[:, None, :])
-        out = self.lm_gen.step(codes)[:, :, 0]
+        self._forced = self._forcing()
+        try:
+            out = self.lm_gen.step(codes)[:, :, 0]
+        finally:
+            self._forced = None
         actions = torch.where(out >= 0, out, self._silence)
         self._history.append(torch.cat([out, codes[:, :, 0]], dim=1))
         return actions.cpu().numpy()

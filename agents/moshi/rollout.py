@@ -49,13 +49,23 @@ def rollout(
     seed: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> Rollout:
-    """Plays one episode per env of ``env`` (made with ``autoreset_mode="Disabled"``)."""
+    """Plays one episode per env of ``env`` (made with ``autoreset_mode="Disabled"``).
+
+    ``options`` go to ``env.reset``; with ``context_s`` the policy plays the partner's side of
+    each recorded context, and only frames of the scenario itself are marked trainable.
+    """
     if env.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
         raise ValueError("rollout needs a vector env made with autoreset_mode='Disabled'")
     policy.check_env(env)
     n = env.num_envs
     obs, _ = env.reset(seed=seed, options=options)
-    policy.start(n)
+    streams = [env.engine.streams[i] for i in range(n)]
+    partners = {
+        i: (s.partner, s.partner_frame)
+        for i, s in enumerate(streams)
+        if s is not None and s.partner is not None
+    }
+    policy.start(n, partners)
     rewards = np.zeros(n)
     terms: list[dict[str, float]] = [{} for _ in range(n)]
     steps = np.zeros(n, dtype=np.int64)
@@ -76,7 +86,8 @@ def rollout(
     played = frames[None, :] < lengths[:, None]  # [B, T]; idle steps after an episode are not
     codes = torch.where(played[:, None, :].to(codes.device), codes, policy.models.lm.zero_token_id)
     # Moshi frame j is spoken in env frame j + 1; train the frames that reach the scenario
-    trainable = played & ((frames + 2) * FRAME_S > env.lead_in_s)[None, :]
+    lead_in = torch.tensor([e.lead_in_s for e in episodes])
+    trainable = played & ((frames[None, :] + 2) * FRAME_S > lead_in[:, None])
     names = sorted({k for t in terms for k in t})
     return Rollout(
         rewards=rewards,

@@ -31,14 +31,13 @@ import torch
 import torch.nn.functional as F
 from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
-from scipy import stats
 from tqdm import tqdm
 
 from agents.baselines import AlwaysTalkAgent, RuleAgent, ScriptedAgent, SilentAgent
+from agents.evaluate import AxisResult, compare
 from agents.moshi.logprobs import delayed_codes
 from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, tiny_models
 from agents.moshi.policy import MoshiPolicy
-from agents.moshi.rollout import rollout
 from agents.moshi.tokenizer import cache_dir
 from fdenv.atomic import atomic_path
 from fdenv.audio.espeak import SpeakerStyle, get_engine
@@ -48,7 +47,6 @@ from fdenv.engine import make_stream
 from fdenv.scenario import Scenario, Word
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import make_scenario
-from fdenv.vector import FullDuplexVectorEnv
 
 RECIPE_VERSION = 2
 """Part of the cache key: bump it when the data recipe or the loss changes."""
@@ -454,59 +452,30 @@ def tiny_base_models(
 # Evaluation on held-out scenarios
 
 
-def scripted_rewards(agent: ScriptedAgent, env: FullDuplexVectorEnv, seed: int) -> np.ndarray:
-    """One episode per env of ``env`` (autoreset disabled) played by a scripted agent."""
-    obs, _ = env.reset(seed=seed)
-    agent.reset(env.num_envs)
-    rewards = np.zeros(env.num_envs)
-    finished = np.zeros(env.num_envs, dtype=bool)
-    while not finished.all():
-        obs, reward, terminated, _, _ = env.step(agent.act(obs))
-        rewards[terminated] = reward[terminated]
-        finished |= terminated
-    return rewards
-
-
-def mean_ci(rewards: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval."""
-    n = len(rewards)
-    if n < 2:
-        return float(np.mean(rewards)), float("nan")
-    sem = float(np.std(rewards, ddof=1)) / math.sqrt(n)
-    return float(np.mean(rewards)), float(stats.t.ppf(0.975, n - 1)) * sem
-
-
 def evaluate(
     agents: dict[str, ScriptedAgent | MoshiModels], episodes: int, seed: int = 0
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Rewards per agent and axis on the same held-out episodes (scenario seed ``EVAL_SEED``)."""
-    results: dict[str, dict[str, np.ndarray]] = {name: {} for name in agents}
-    for axis in PAPER_AXES:
-        env = FullDuplexVectorEnv(
-            episodes,
-            axis.name,
-            autoreset_mode="Disabled",
-            text_card=TINY_LM_CONFIG["text_card"],
-            scenario_seed=EVAL_SEED,
-            num_scenarios=4 * episodes,
-        )
-        for name, agent in tqdm(agents.items(), desc=axis.name, unit="agent"):
-            if isinstance(agent, ScriptedAgent):
-                results[name][axis.name] = scripted_rewards(agent, env, seed)
-            else:
-                torch.manual_seed(seed)
-                results[name][axis.name] = rollout(MoshiPolicy(agent), env, seed=seed).rewards
-        env.close()
-    return results
+    """Rewards per agent and axis on the same held-out episodes (scenario seed ``EVAL_SEED``),
+    through :func:`agents.evaluate.compare`."""
+    policies = {
+        name: agent if isinstance(agent, ScriptedAgent) else MoshiPolicy(agent)
+        for name, agent in agents.items()
+    }
+    axes = [a.name for a in PAPER_AXES]
+    results = compare(policies, axes, episodes, EVAL_SEED, seed, progress=True)
+    return {
+        name: {axis: np.array(r.rewards) for axis, r in by_axis.items()}
+        for name, by_axis in results.items()
+    }
 
 
 def table(results: dict[str, dict[str, np.ndarray]]) -> str:
-    """One row per agent, one ``mean ± half-width`` cell per axis."""
+    """One row per agent, one ``mean [95% bootstrap interval]`` cell per axis."""
     axes = [a.name for a in PAPER_AXES]
-    lines = [f"{'agent':<12}" + "".join(f"{a:>22}" for a in axes)]
+    lines = [f"{'agent':<12}" + "".join(f"{a:>26}" for a in axes)]
     for name, rewards in results.items():
-        cells = [mean_ci(rewards[a]) for a in axes]
-        lines.append(f"{name:<12}" + "".join(f"{m:>13.3f} ± {h:<6.3f}" for m, h in cells))
+        cells = [str(AxisResult(a, tuple(rewards[a]))) for a in axes]
+        lines.append(f"{name:<12}" + "".join(f"{c:>26}" for c in cells))
     return "\n".join(lines)
 
 
@@ -534,7 +503,7 @@ def main() -> None:
     }
     results = evaluate(agents, args.eval_episodes)
     print(
-        f"mean reward ± 95% t-interval, {args.eval_episodes} held-out episodes per axis "
+        f"mean reward [95% bootstrap interval], {args.eval_episodes} held-out episodes per axis "
         f"(scenario seed {EVAL_SEED}, episodes seeded 0..{args.eval_episodes - 1})"
     )
     print(table(results))

@@ -21,12 +21,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from fdenv import metrics as fdbench
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
-from fdenv.timeline import Interval
+from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least, at_most
+from fdenv.timeline import Interval, clip
 
 
 def match_count(predicted: Sequence[float], truth: Sequence[float], tolerance_s: float) -> int:
@@ -93,6 +95,45 @@ class Backchannel(Axis):
             self.tolerance_s,
         )
         return AxisScore(terms={"backchannel": f1}, stats=counts)
+
+    def metrics(self, episode: Episode) -> dict[str, float]:
+        """FD-Bench backchannel TOR (lower is better), frequency per second (higher) and JSD
+        (lower), ``corrected`` mode. The speech segments are the voice's (Silero on the audio
+        for :class:`~fdenv.voice.MimiVoice`, as the benchmark does); the ground truth is
+        ``source["icc_gt_distribution"]`` where the scenario has one, else its labels."""
+        scenario = episode.scenario
+        gt = scenario.source.get("icc_gt_distribution") or fdbench.label_distribution(
+            scenario.backchannels, scenario.duration
+        )
+        result = fdbench.backchannel(
+            episode.agent_speech_in_window(),
+            fdbench.episode_words(episode),
+            scenario.duration,
+            gt,
+            mode="corrected",
+        )
+        return {"tor": float(result.tor), "frequency": result.frequency, "jsd": result.jsd}
+
+    def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
+        """D_bc: a user utterance >= ``min_utterance_s`` during which the partner makes at least
+        one utterance and only utterances of at most ``max_backchannel_s``: the ground truth.
+
+        Window: ``rules.lead_s`` before the utterance to ``rules.tail_s`` after it.
+        """
+        x, y = labels.channels[user], labels.channels[1 - user]
+        segments = []
+        for u in x.utterances:
+            if not at_least(u.duration, self.min_utterance_s):
+                continue
+            during = y.utterances_overlapping(u.span)
+            if not during or not all(at_most(v.duration, self.max_backchannel_s) for v in during):
+                continue
+            window = labels.window(u.span.start - rules.lead_s, u.span.end + rules.tail_s)
+            truth = tuple(clip((v.span for v in during), window.start, window.end))
+            segments.append(
+                Segment(self.name, user, window, backchannels=truth, evidence={"x": list(u.span)})
+            )
+        return segments
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()

@@ -15,6 +15,7 @@ import numpy as np
 
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
+from fdenv.segments import ConversationLabels, MiningRules, Segment
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,24 @@ class Axis(ABC):
     @abstractmethod
     def score(self, episode: Episode) -> AxisScore:
         """Scores a finished episode of one of this axis' scenarios."""
+
+    def metrics(self, episode: Episode) -> dict[str, float]:
+        """Full-Duplex-Bench v1 numbers for a finished episode (see :mod:`fdenv.metrics`),
+        computed from the agent's text tokens as word timings; NaN where the benchmark has no
+        value (latency without a take-over). Axes without a benchmark task return ``{}``."""
+        return {}
+
+    def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
+        """This axis' segments in a two-party conversation, with channel ``user`` as the user.
+
+        Real-conversation mining (:mod:`fdenv.mining`) calls it once per channel; the segment
+        definition and its window live here, next to the reward that scores them. Axes that
+        only synthesise scenarios need not implement it.
+        """
+        raise NotImplementedError(
+            f"axis {self.name} defines no mine(labels, user, rules); "
+            "implement it to mine this axis from conversations"
+        )
 
     def validate(self, scenario: Scenario) -> None:
         """Raises ``ValueError`` naming the scenario if a label this axis needs is missing."""

@@ -16,11 +16,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from fdenv import metrics as fdbench
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, split_at_pause
 from fdenv.scenarios.synthetic import new_track, synthetic_source
+from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least
 from fdenv.timeline import Interval
 
 
@@ -50,6 +52,29 @@ class PauseHandling(Axis):
             terms={"pause": pause_reward(speech, self.max_speech_s)},
             stats={"longest_agent_speech_s": longest},
         )
+
+    def metrics(self, episode: Episode) -> dict[str, float]:
+        """FD-Bench pause TOR: any take-over anywhere in the output (lower is better)."""
+        return {"tor": float(fdbench.pause_handling(fdbench.episode_words(episode)).tor)}
+
+    def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
+        """D_pause: a user utterance >= ``min_utterance_s`` with at least one internal pause
+        (a silence of at most ``rules.max_pause_s``) while the partner is silent throughout.
+
+        Window: ``rules.lead_s`` before the utterance to ``rules.tail_s`` after it.
+        """
+        x, y = labels.channels[user], labels.channels[1 - user]
+        segments = []
+        for u in x.utterances:
+            if not at_least(u.duration, self.min_utterance_s) or not u.pauses:
+                continue
+            if y.speaks_during(u.span):
+                continue
+            window = labels.window(u.span.start - rules.lead_s, u.span.end + rules.tail_s)
+            segments.append(
+                Segment(self.name, user, window, pauses=u.pauses, evidence={"x": list(u.span)})
+            )
+        return segments
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()

@@ -21,11 +21,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from fdenv import metrics as fdbench
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
+from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least, at_most
 from fdenv.timeline import Interval
 
 
@@ -51,6 +53,8 @@ class TurnTaking(Axis):
     """Only agent utterances longer than this count as taking the turn (the paper's 1 s)."""
     min_utterance_s: float = 5.0
     """tau_min of the turn-taking axis."""
+    max_gap_s: float = 0.4
+    """Mining: longest silence between the user's turn and the partner's answer (the paper's)."""
     sentence_gap_s: tuple[float, float] = (0.2, 0.6)
     lead_silence_s: tuple[float, float] = (0.3, 0.8)
     response_window_s: tuple[float, float] = (5.0, 6.0)
@@ -69,6 +73,42 @@ class TurnTaking(Axis):
             terms={"turn": -delay},
             stats={"latency_s": delay, "responded": float(responded)},
         )
+
+    def metrics(self, episode: Episode) -> dict[str, float]:
+        """FD-Bench turn-taking TOR (higher is better) and latency from ``turn_end`` (NaN
+        without a take-over)."""
+        assert episode.scenario.turn_end is not None
+        result = fdbench.turn_taking(fdbench.episode_words(episode), episode.scenario.turn_end)
+        latency = float("nan") if result.latency is None else result.latency
+        return {"tor": float(result.tor), "latency": latency}
+
+    def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
+        """D_turn: a user utterance X then a partner utterance Y, both >= ``min_utterance_s``,
+        with ``Y.start - X.end <= max_gap_s``.
+
+        Y is the first partner utterance that starts after X starts and ends after X ends (a
+        short overlap is a negative gap, as in natural turn exchanges; the partner's
+        backchannels inside X are not a response). ``turn_end`` = X's end. Window:
+        ``rules.lead_s`` before X to ``rules.response_s`` after its end; the user channel keeps
+        whatever X said meanwhile (backchannels to Y's answer).
+        """
+        x, y = labels.channels[user], labels.channels[1 - user]
+        segments = []
+        for a in x.utterances:
+            if not at_least(a.duration, self.min_utterance_s):
+                continue
+            later = (u for u in y.utterances if u.span.start > a.span.start)
+            b = next((u for u in later if u.span.end > a.span.end), None)
+            if b is None or not at_least(b.duration, self.min_utterance_s):
+                continue
+            if not at_most(b.span.start - a.span.end, self.max_gap_s):
+                continue
+            window = labels.window(a.span.start - rules.lead_s, a.span.end + rules.response_s)
+            evidence = {"x": list(a.span), "y": list(b.span)}
+            segments.append(
+                Segment(self.name, user, window, turn_end=a.span.end, evidence=evidence)
+            )
+        return segments
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()

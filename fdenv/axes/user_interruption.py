@@ -21,15 +21,18 @@ utterances count; the LLM-judge reward is the paper's answer to empty responses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
 
+from fdenv import metrics as fdbench
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
 from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
+from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least
 from fdenv.timeline import Interval
 
 
@@ -75,6 +78,52 @@ class UserInterruption(Axis):
             terms={"interruption": -delay},
             stats={"latency_s": delay, "responded": float(responded)},
         )
+
+    def metrics(self, episode: Episode) -> dict[str, float]:
+        """FD-Bench interruption TOR (higher is better) and latency from the interruption's
+        end, words before it cut; the benchmark's judge score needs an LLM and is left out."""
+        assert episode.scenario.interruption is not None
+        words = fdbench.episode_words(episode)
+        result = fdbench.user_interruption(words, episode.scenario.interruption.end)
+        latency = float("nan") if result.latency is None else result.latency
+        return {"tor": float(result.tor), "latency": latency}
+
+    def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
+        """D_int: user X1, partner Y1, user X2, partner Y2, all >= ``min_utterance_s``, where X2
+        starts before Y1 ends.
+
+        X1 and X2 are consecutive user utterances; Y1 is the first partner utterance starting
+        after X1 starts, and it must still run when X1 ends and start before X2; Y2 is the first
+        partner utterance starting after X2 starts. ``turn_end`` = X1's end, ``interruption`` =
+        X2. Window: ``rules.lead_s`` before X1 to ``rules.response_s`` after X2 ends. The user
+        channel is silent (or holds X's backchannels) while Y1 speaks in the source.
+        """
+        x, y = labels.channels[user], labels.channels[1 - user]
+        tau = self.min_utterance_s
+        segments = []
+        for x1, x2 in pairwise(x.utterances):
+            y1 = y.first_starting_after(x1.span.start)
+            if y1 is None or not (x1.span.end < y1.span.end and y1.span.start < x2.span.start):
+                continue
+            if not x2.span.start < y1.span.end:
+                continue
+            y2 = y.first_starting_after(x2.span.start)
+            if y2 is None or not at_least(min(u.duration for u in (x1, y1, x2, y2)), tau):
+                continue
+            window = labels.window(x1.span.start - rules.lead_s, x2.span.end + rules.response_s)
+            matched = (("x", x1), ("y", y1), ("x2", x2), ("y2", y2))
+            evidence = {key: list(u.span) for key, u in matched}
+            segments.append(
+                Segment(
+                    self.name,
+                    user,
+                    window,
+                    turn_end=x1.span.end,
+                    interruption=x2.span,
+                    evidence=evidence,
+                )
+            )
+        return segments
 
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
         bank = load_sentence_bank()

@@ -1,0 +1,187 @@
+"""Corpus readers and the mining VAD backends, on corpora written in each layout."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from mining_corpus import EXPECTED, SCRIPT, render, write_fisher, write_folder, write_seamless
+
+from fdenv.audio.io import resample
+from fdenv.audio.vad import BatchedSileroVAD, SileroVAD, VADConfig, WebRTCVAD
+from fdenv.constants import SAMPLE_RATE
+from fdenv.corpora import (
+    READERS,
+    FisherReader,
+    FolderReader,
+    SeamlessReader,
+    SkipItem,
+    get_reader,
+)
+from fdenv.mining import MiningConfig, mine_corpus
+from fdenv.timeline import Interval, merge
+
+
+def windows(out):
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    return {
+        (r["axis"], r["source"]["user_channel"]): r["source"]["window"]
+        for r in map(json.loads, lines)
+    }
+
+
+def assert_known_segments_found(out, tolerance_s):
+    found = windows(out)
+    for axis, (user, window) in EXPECTED.items():
+        assert (axis, user) in found, axis
+        assert np.allclose(found[axis, user], window, atol=tolerance_s), (axis, found[axis, user])
+
+
+def test_registry_names_every_reader():
+    assert set(READERS) == {"seamless", "folder", "fisher"}
+    assert get_reader("fisher") is FisherReader
+    with pytest.raises(ValueError, match="unknown corpus type 'candor'"):
+        get_reader("candor")
+
+
+def test_seamless_scan_pairs_participants_across_folders(tmp_path):
+    write_seamless(tmp_path, prefix="V01_S0002_I00000003")
+    # The partner of an interaction may sit in another folder; sidecars are not strays.
+    (b,) = [p for p in tmp_path.rglob("*_P0002.wav")]
+    other = tmp_path / "naturalistic" / "dev" / "0001"
+    other.mkdir(parents=True)
+    b.rename(other / b.name)
+    b.with_suffix(".json").rename(other / b.with_suffix(".json").name)
+    (other / "V01_S0002_I00000003_P0002.mp4").write_bytes(b"\0")
+    scan = SeamlessReader(tmp_path).scan()
+    assert [i.id for i in scan.items] == ["V01_S0002_I00000003"]
+    assert [p.split("/")[-1] for p in scan.items[0].files] == [
+        "V01_S0002_I00000003_P0001A.wav",
+        "V01_S0002_I00000003_P0002.wav",
+    ]
+    assert scan.skipped == []
+    conversation = SeamlessReader(tmp_path).open(scan.items[0])
+    assert conversation.duration == pytest.approx(40.0)
+    assert conversation.vad[1] == [Interval(*i) for i in SCRIPT[1]]
+    assert conversation.transcripts[0][0].words[0].text == "hello"
+
+
+def test_conversation_reads_exact_spans_at_any_rate(tmp_path):
+    write_seamless(tmp_path)
+    reader = SeamlessReader(tmp_path)
+    conversation = reader.open(reader.scan().items[0])
+    block = conversation.read(13.0, 20.2)
+    assert block.shape == (2, round(7.2 * SAMPLE_RATE)) and block.dtype == np.float32
+    expected = render()[:, 13 * SAMPLE_RATE : round(20.2 * SAMPLE_RATE)]
+    assert np.sqrt(np.mean((block - expected) ** 2)) < 1e-3
+    assert conversation.read(0.0, 40.0, rate=16_000).shape == (2, 640_000)
+    with pytest.raises(ValueError, match=r"span \[39.0, 41.0\) outside \[0, 40.000\]"):
+        conversation.read(39.0, 41.0)
+
+
+def test_folder_reader_uses_its_sidecar(tmp_path):
+    write_folder(tmp_path / "corpus", name="nested/conv1")
+    summary = mine_corpus(FolderReader(tmp_path / "corpus"), tmp_path / "out", progress=False)
+    assert summary["vad_channels"] == {"corpus": 2}
+    assert summary["segments_per_axis"] == {a: 1 for a in EXPECTED}
+    assert_known_segments_found(tmp_path / "out", 1e-6)
+    assert next((tmp_path / "out" / "audio").iterdir()).name.startswith("nested__conv1-")
+
+
+def test_folder_reader_without_sidecar_runs_silero(tmp_path):
+    write_folder(tmp_path / "corpus", sidecar=False)
+    summary = mine_corpus(FolderReader(tmp_path / "corpus"), tmp_path / "out", progress=False)
+    assert summary["vad_channels"] == {"silero": 2}
+    assert_known_segments_found(tmp_path / "out", 0.25)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "ULAW"])
+def test_fisher_sphere_with_silero_finds_the_known_segments(tmp_path, subtype):
+    write_fisher(tmp_path / "corpus", subtype=subtype)
+    reader = FisherReader(tmp_path / "corpus")
+    (item,) = reader.scan().items
+    conversation = reader.open(item)
+    assert conversation.vad == (None, None)
+    assert conversation.channels[0].sample_rate == 8_000
+    assert [u.start for u in conversation.transcripts[1]] == [s for s, _ in SCRIPT[1]]
+    summary = mine_corpus(reader, tmp_path / "out", progress=False)
+    assert summary["vad_channels"] == {"silero": 2}
+    assert_known_segments_found(tmp_path / "out", 0.25)
+
+
+def test_webrtc_backend_finds_the_known_segments(tmp_path):
+    write_seamless(tmp_path / "corpus")
+    config = MiningConfig(vad="webrtc")  # ignore the corpus's VAD, run webrtc on both channels
+    summary = mine_corpus(
+        SeamlessReader(tmp_path / "corpus"), tmp_path / "out", config, progress=False
+    )
+    assert summary["vad_channels"] == {"webrtc": 2}
+    assert_known_segments_found(tmp_path / "out", 0.25)
+
+
+def test_shorten_compressed_sphere_is_an_unsupported_encoding(tmp_path):
+    header = (
+        b"NIST_1A\n   1024\nchannel_count -i 2\nsample_rate -i 8000\nsample_n_bytes -i 2\n"
+        b"sample_count -i 80000\nsample_coding -s26 pcm,embedded-shorten-v2.00\nend_head\n"
+    )
+    (tmp_path / "fe_03_00002.sph").write_bytes(header.ljust(1024, b" ") + b"\x01" * 4000)
+    reader = FisherReader(tmp_path)
+    (item,) = reader.scan().items
+    with pytest.raises(SkipItem, match="unsupported_encoding") as err:
+        reader.open(item)
+    assert err.value.reason == "unsupported_encoding"
+
+
+# ------------------------------------------------------------------ VAD backends
+
+
+def test_batched_silero_equals_silero_and_is_independent_of_batching():
+    audio = render()[0]
+    audio16 = resample(audio, SAMPLE_RATE, 16_000)
+    reference = SileroVAD().speech_intervals(audio)
+    # A stream that fits one piece: exactly Silero's own result.
+    (whole,) = BatchedSileroVAD(min_piece_s=60.0).speech_intervals_batch([audio16])
+    assert np.allclose(whole, reference, atol=1e-9)
+    # Cut into 2 s pieces (each warmed up on the second before it) run side by side in
+    # batches of 8: the same speech, boundaries within one 32 ms chunk.
+    (pieces,) = BatchedSileroVAD(min_piece_s=2.0, batch=8).speech_intervals_batch([audio16])
+    assert len(pieces) == len(reference)
+    assert np.allclose(pieces, reference, atol=0.033)
+    # Several streams in one call give each stream's own result.
+    both = BatchedSileroVAD(min_piece_s=2.0).speech_intervals_batch([audio16[:80_000], audio16])
+    assert np.allclose(both[1], pieces, atol=0.033)
+    # The speech found is the script's channel 0, up to padding and gaps between words.
+    assert np.allclose(merge(reference, max_gap=0.3), SCRIPT[0], atol=0.15)
+
+
+def test_vad_backends_on_silence_and_bad_settings():
+    silent = np.zeros(16_000, dtype=np.float32)
+    assert BatchedSileroVAD().speech_intervals_batch([silent, silent[:100]]) == [[], []]
+    assert WebRTCVAD().speech_intervals_batch([silent]) == [[]]
+    with pytest.raises(ValueError, match="mode must be 0, 1, 2 or 3"):
+        WebRTCVAD(mode=4)
+    with pytest.raises(ValueError, match="frame_ms must be 10, 20 or 30"):
+        WebRTCVAD(frame_ms=25)
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        BatchedSileroVAD(batch=0)
+
+
+def test_probability_smoothing_follows_silero_rules():
+    from fdenv.audio.vad import probabilities_to_intervals
+
+    hop = 0.032
+    probs = np.zeros(100, dtype=np.float32)
+    probs[10:20] = 0.9  # speech
+    probs[20:22] = 0.4  # above the 0.35 release threshold: still speech
+    probs[23:25] = 0.9  # after a 1-hop silence (< 100 ms): bridged
+    probs[60:62] = 0.45  # never reaches 0.5: not speech
+    probs[80:84] = 0.9  # 128 ms: kept (>= 250 ms? no) -> dropped by min_speech
+    config = VADConfig(speech_pad_ms=0)
+    found = probabilities_to_intervals(probs, hop, config, duration=3.2)
+    assert np.allclose(found, [(10 * hop, 25 * hop)])
+
+
+def test_sphere_files_are_written_and_read_by_soundfile(tmp_path):
+    path = write_fisher(tmp_path, subtype="ULAW")
+    info = sf.info(str(path))
+    assert (info.format, info.subtype, info.channels) == ("NIST", "ULAW", 2)
