@@ -11,7 +11,9 @@ reward and metric) and ``timelines/`` (each agent's first episode per axis). ``-
 also writes ``output.wav`` and ``output.json`` into the benchmark's sample folders for the
 official scripts (one agent only), and ``--score-outputs`` scores a folder's ``output.json`` /
 ``output.wav`` files the official way (:mod:`fdenv.fdbench_score`; any model's outputs, with or
-without agents). Runs are deterministic for a ``--seed``.
+without agents). Runs are deterministic for a ``--seed``. ``--judge-url`` and ``--judge-model``
+add a ``judge`` column on the turn-taking and interruption axes: an LLM's grade of each reply
+(FD-Bench's 0-5 relevance rubric by default, ``--judge-rubric paper`` for the paper's 0-2).
 
 Agents: ``silent``, ``always-talk``, ``rule`` (scripted), ``tiny-base`` (the warm-started tiny
 Moshi, built and cached on first use, about 3 minutes), ``tiny-random``, ``checkpoint:DIR`` (a
@@ -22,6 +24,7 @@ config.json) and ``hf:REPO`` (weights from the Hugging Face hub).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -29,7 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agents.evaluate import HELD_OUT_SEED, Agent, AxisResult, compare, summarize_metric
+from fdenv.judge import Judge
 
 DIRECTIONS = {
     ("PauseHandling", "tor"): "down",
@@ -40,6 +46,8 @@ DIRECTIONS = {
     ("Backchannel", "jsd"): "down",
     ("UserInterruption", "tor"): "up",
     ("UserInterruption", "latency"): "down",
+    ("TurnTaking", "judge"): "up",
+    ("UserInterruption", "judge"): "up",
 }
 """Which way each FD-Bench metric is better, as the benchmark's tables mark it."""
 ARROWS = {"up": "↑", "down": "↓"}
@@ -81,6 +89,27 @@ def make_agent(name: str, device: str) -> Agent:
         f"unknown agent {name!r}; use one of {', '.join(SCRIPTED + PRESETS)}, "
         "checkpoint:DIR or hf:REPO"
     )
+
+
+def add_judge_scores(
+    results: dict[str, dict[str, AxisResult]], agents: dict[str, Agent], judge: Judge
+) -> None:
+    """Adds the judge's grade of each reply as the metric ``judge`` (NaN: silent reply, failed
+    request, or an agent without a tokenizer to read its text, such as the scripted ones)."""
+    from agents.judge_reward import JUDGED_AXES, judge_terms
+
+    for name, by_axis in results.items():
+        models = getattr(agents[name], "models", None)
+        for axis in [a for a in by_axis if a in JUDGED_AXES]:
+            result = by_axis[axis]
+            scores = np.full(len(result.rewards), np.nan)
+            if models is not None:
+                judged = judge_terms(
+                    judge, result.played, models.tokenizer, axes=[axis], silence_score=math.nan
+                )
+                scores = judged.scores
+            metrics = result.metrics | {"judge": tuple(float(x) for x in scores)}
+            by_axis[axis] = dataclasses.replace(result, metrics=metrics)
 
 
 def _number(value: float) -> float | None:
@@ -259,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timelines", type=int, default=1, help="timeline PNGs per agent/axis")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    judge = parser.add_argument_group("LLM judge column (an OpenAI-compatible server)")
+    judge.add_argument("--judge-url", help="base URL, e.g. http://127.0.0.1:8000/v1")
+    judge.add_argument("--judge-model", help="model name served there")
+    judge.add_argument("--judge-key-env", help="environment variable holding the API key")
+    judge.add_argument(
+        "--judge-rubric", default="fdbench", help="fdbench (0-5 relevance, default), paper (0-2)"
+    )
     return parser
 
 
@@ -273,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--score-outputs needs --fdbench")
     if not args.agents and not args.score_outputs:
         parser.error("name at least one agent (or only score outputs with --score-outputs)")
+    if (args.judge_url is None) != (args.judge_model is None):
+        parser.error("--judge-url and --judge-model go together")
     os.environ.setdefault("NO_TORCH_COMPILE", "1")
     import torch
 
@@ -303,6 +341,18 @@ def main(argv: list[str] | None = None) -> int:
         agents, axes, episodes, args.scenario_seed, args.seed, scenarios=scenarios, progress=True
     )
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.judge_url is not None and results:
+        from fdenv.judge import ChatCompletionsJudge, load_rubric
+
+        with ChatCompletionsJudge(
+            args.judge_url,
+            args.judge_model,
+            api_key_env=args.judge_key_env,
+            rubric=load_rubric(args.judge_rubric),
+            cache_dir=args.out / "judge_cache",
+        ) as judge:
+            add_judge_scores(results, agents, judge)
+            print(f"judge: {judge.stats.as_dict()}")
     record: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     table = ""
     if results:

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from chat_server import chat_server, completion
 
 from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
 from agents.eval_cli import main, make_agent
@@ -121,3 +122,24 @@ def test_command_exports_and_scores_an_fdbench_folder(tmp_path, fixtures_dir):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     alone = json.loads((tmp_path / "results.json").read_text())
     assert "results" not in alone and alone["outputs"] == record["outputs"]
+
+
+def test_judge_column_grades_replies_of_agents_that_have_text(tmp_path):
+    with chat_server(lambda call, body: completion("4")) as server:
+        args = ["--agents", "silent", "tiny-random", "--axes", "TurnTaking", "Backchannel"]
+        judge = ["--judge-url", server.url, "--judge-model", "judge-test"]
+        assert main([*args, *judge, "--episodes", "3", "--out", str(tmp_path)]) == 0
+        calls = server.calls
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    tiny = results["tiny-random"]["TurnTaking"]["metrics"]["judge"]["values"]
+    # a random tiny Moshi talks in every episode: each reply graded 4 on the 0-5 scale
+    assert tiny == [4.0, 4.0, 4.0] and calls == 3
+    silent = results["silent"]["TurnTaking"]["metrics"]["judge"]["values"]
+    assert silent == [None, None, None]  # scripted agents have no text to judge
+    assert "judge" not in results["tiny-random"]["Backchannel"]["metrics"]
+    assert "TurnTaking judge ↑" in (tmp_path / "results.md").read_text()
+
+
+def test_judge_needs_url_and_model_together(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--judge-url", "http://127.0.0.1:1/v1", "--out", str(tmp_path)])
