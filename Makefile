@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/env_throughput.py
 	$(PY) benchmarks/rollout.py
 	$(PY) benchmarks/grpo_step.py
+	$(PY) benchmarks/mining.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
-from fdenv.audio.io import check_mono, load_mono, resample, write_audio
+from fdenv.audio.io import load_mono, read_channels, resample, write_audio
 from fdenv.constants import SAMPLE_RATE
 from fdenv.scenario import ContextRef, Scenario
 
@@ -104,22 +103,9 @@ class Manifest:
 
 def load_context(context: ContextRef) -> tuple[np.ndarray, np.ndarray]:
     """A scenario's preceding recording as (user, partner), mono float32 at 24 kHz each."""
-    path = Path(context.audio)
-    if not path.is_file():
-        raise FileNotFoundError(f"context audio {path} does not exist")
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise ValueError(f"context audio {path}: cannot read: {err}") from err
-    if audio.shape[1] != 2:
-        raise ValueError(
-            f"context audio {path}: {audio.shape[1]} channel(s), expected 2 (user, partner)"
-        )
-    user, partner = (
-        check_mono(resample(audio[:, c], int(rate), SAMPLE_RATE), f"context audio {path}")
-        for c in (0, 1)
-    )
-    return user, partner
+    label = f"context audio {context.audio}"
+    (user, partner), rate = read_channels(context.audio, 2, label, "a context (user, partner)")
+    return resample(user, rate, SAMPLE_RATE), resample(partner, rate, SAMPLE_RATE)
 
 
 def write_scenario_audio(folder: Path, scenario: Scenario, audio_format: str = "flac") -> dict:

@@ -16,6 +16,7 @@ from fdenv import register_axis
 from fdenv.constants import FRAME_S, FRAME_SIZE, PAD_ID, SAMPLE_RATE
 from fdenv.engine import make_stream
 from fdenv.env import FullDuplexEnv
+from fdenv.manifest import load_context
 from fdenv.registration import unregister_axis
 from fdenv.scenario import ContextRef
 from fdenv.vector import FullDuplexVectorEnv
@@ -172,3 +173,14 @@ def test_trainer_plays_contexts_and_trains_on_the_scenario(tmp_path, scenario):
     first, second = trainer.train_iteration(), trainer.train_iteration()
     assert first["context_s"] == 0.0  # l_max is 0 at the first iteration
     assert second["context_s"] > 0.0 and np.isfinite(second["reward"])
+
+
+def test_context_file_must_hold_two_channels(tmp_path):
+    path = tmp_path / "mono.wav"
+    sf.write(path, np.zeros(1920, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(
+        ValueError, match=r"1 channel\(s\); a context \(user, partner\) must have 2"
+    ):
+        load_context(ContextRef(str(path), 0.08))
+    with pytest.raises(FileNotFoundError, match=r"missing\.wav"):
+        load_context(ContextRef(str(tmp_path / "missing.wav"), 1.0))

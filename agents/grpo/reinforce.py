@@ -13,12 +13,13 @@ probability) shows how far, which is why ``old_logprob`` is still read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
+
+from agents.grpo.loss import GRPOLoss
 
 if TYPE_CHECKING:
     from agents.grpo.trainer import GRPOConfig
@@ -45,14 +46,7 @@ class ReinforceLoss(LossModule):
     ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
 
-    @dataclass
-    class _AcceptedKeys:
-        tokens: str = "tokens"
-        trainable: str = "trainable"
-        advantage: str = "advantage"
-        old_logprob: str = "old_logprob"
-        ref_logprob: str = "ref_logprob"
-
+    _AcceptedKeys = GRPOLoss._AcceptedKeys  # the same batch as GRPO's, so the trainer swaps them
     default_keys = _AcceptedKeys
 
     def __init__(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,22 @@ class MoshiModels:
         return self.lm.device
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Runs torch on one CPU thread inside, whatever the caller set.
+
+    Reductions split over threads round differently, so what a cached build produces (fitted
+    codebooks, the warm-started base) would depend on the thread count of whoever built it
+    first; built on one thread, it is the same for every caller.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def fit_codebooks(mimi: MimiModel, seed: int) -> None:
     """Gives a random Mimi codebooks fitted to speech, cached on disk per seed.
 
@@ -114,7 +132,7 @@ def fit_codebooks(mimi: MimiModel, seed: int) -> None:
     leaves duplicate centroids where it had too little data; those are moved far away, since
     near-ties would make a frame's code depend on float rounding (and so on the batch size).
     """
-    path = cache_dir() / f"tiny_mimi_codebooks_v2_seed{seed}.pt"
+    path = cache_dir() / f"tiny_mimi_codebooks_v3_seed{seed}.pt"
     if path.is_file():
         mimi.quantizer.load_state_dict(torch.load(path, map_location="cpu"))
         return
@@ -123,7 +141,7 @@ def fit_codebooks(mimi: MimiModel, seed: int) -> None:
     audio = np.concatenate([make_scenario("TurnTaking", seed, i).audio for i in range(12)])
     device = next(mimi.parameters()).device
     frames = torch.as_tensor(audio[: len(audio) // FRAME_SIZE * FRAME_SIZE], device=device)
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():
         latent = mimi._encode_to_unquantized_latent(frames[None, None])
         mimi.quantizer.train()
         mimi.quantizer(latent, mimi.frame_rate)

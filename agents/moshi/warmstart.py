@@ -36,7 +36,7 @@ from tqdm import tqdm
 from agents.baselines import AlwaysTalkAgent, RuleAgent, ScriptedAgent, SilentAgent
 from agents.evaluate import AxisResult, compare
 from agents.moshi.logprobs import delayed_codes
-from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, tiny_models
+from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, one_thread, tiny_models
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.tokenizer import cache_dir
 from fdenv.atomic import atomic_path
@@ -48,8 +48,9 @@ from fdenv.scenario import Scenario, Word
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import make_scenario
 
-RECIPE_VERSION = 2
-"""Part of the cache key: bump it when the data recipe or the loss changes."""
+RECIPE_VERSION = 3
+"""Part of the cache key: bump it when the data recipe, the loss or the build settings change
+(3: always built on one thread, see :func:`agents.moshi.models.one_thread`)."""
 
 EVAL_SEED = 1000
 """Scenario seed of the held-out evaluation set (training uses ``WarmstartConfig.train_seed``)."""
@@ -438,7 +439,8 @@ def tiny_base_models(
     """The warm-started tiny Moshi, built on first use (a few minutes on a CPU), then cached."""
     path = base_path(config)
     if force or not path.is_file():
-        return build_base(config, device)
+        with one_thread():
+            return build_base(config, device)
     models = tiny_models(config.model_seed, device)
     state = torch.load(path, map_location=device)
     models.lm.load_state_dict(state["lm"])
@@ -487,7 +489,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.eval_episodes < 0:
         parser.error("--steps must be >= 1 and --eval-episodes >= 0")
-    torch.set_num_threads(1)  # as fdenv-train does, so both build the same base
+    torch.set_num_threads(1)  # the tiny model is fastest on one thread
     config = replace(WarmstartConfig(), steps=args.steps)
     base = tiny_base_models(config=config, force=args.force)
     print(f"base: {base_path(config)}")

@@ -52,8 +52,11 @@ def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, in
     return resample(audio, rate, SAMPLE_RATE), rate
 
 
-def read_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
-    """Reads a mono audio file at its own rate; errors name ``name`` (default: the path)."""
+def read_channels(
+    path: str | Path, channels: int, name: str | None = None, role: str = "a user channel"
+) -> tuple[list[np.ndarray], int]:
+    """Reads an audio file of exactly ``channels`` channels at its own rate, one float32 array
+    per channel; errors name ``name`` (default: the path) and what the file is for."""
     path = Path(path)
     label = name or str(path)
     if not path.is_file():
@@ -62,11 +65,17 @@ def read_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, in
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise ValueError(f"{label}: cannot read audio file {path}: {err}") from err
-    if audio.shape[1] != 1:
+    if audio.shape[1] != channels:
         raise ValueError(
-            f"{label}: {path} has {audio.shape[1]} channels; a user channel must be mono"
+            f"{label}: {path} has {audio.shape[1]} channel(s); {role} must have {channels}"
         )
-    return check_mono(audio[:, 0], label), int(rate)
+    return [check_mono(audio[:, c], label) for c in range(channels)], int(rate)
+
+
+def read_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Reads a mono audio file at its own rate; errors name ``name`` (default: the path)."""
+    (audio,), rate = read_channels(path, 1, name)
+    return audio, rate
 
 
 def write_audio(path: str | Path, audio: np.ndarray, rate: int = SAMPLE_RATE) -> None:
