@@ -104,7 +104,7 @@ class Manifest:
 def load_context(context: ContextRef) -> tuple[np.ndarray, np.ndarray]:
     """A scenario's preceding recording as (user, partner), mono float32 at 24 kHz each."""
     label = f"context audio {context.audio}"
-    (user, partner), rate = read_channels(context.audio, 2, label, "a context (user, partner)")
+    (user, partner), rate = read_channels(context.audio, 2, label, "user, partner")
     return resample(user, rate, SAMPLE_RATE), resample(partner, rate, SAMPLE_RATE)
 
 

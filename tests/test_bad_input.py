@@ -32,7 +32,7 @@ def test_wrong_sample_rate_is_resampled_and_recorded(tmp_path):
 def test_stereo_audio_is_a_clear_error(tmp_path):
     write_manifest(tmp_path, [turn_scenario()])
     sf.write(tmp_path / "audio/hand-TurnTaking.flac", np.zeros((72_000, 2), np.float32), 24_000)
-    with pytest.raises(ValueError, match=r"2 channel\(s\); a user channel must have 1"):
+    with pytest.raises(ValueError, match=r"2 channel\(s\), expected 1 \(mono\)"):
         Manifest(tmp_path)[0]
     scenario = turn_scenario()
     scenario.audio = np.zeros((2, 100), np.float32)

@@ -178,9 +178,7 @@ def test_trainer_plays_contexts_and_trains_on_the_scenario(tmp_path, scenario):
 def test_context_file_must_hold_two_channels(tmp_path):
     path = tmp_path / "mono.wav"
     sf.write(path, np.zeros(1920, dtype=np.float32), SAMPLE_RATE)
-    with pytest.raises(
-        ValueError, match=r"1 channel\(s\); a context \(user, partner\) must have 2"
-    ):
+    with pytest.raises(ValueError, match=r"1 channel\(s\), expected 2 \(user, partner\)"):
         load_context(ContextRef(str(path), 0.08))
     with pytest.raises(FileNotFoundError, match=r"missing\.wav"):
         load_context(ContextRef(str(tmp_path / "missing.wav"), 1.0))

@@ -523,7 +523,7 @@ def test_label_errors_name_file_and_field(tmp_path, reader, text, message):
 def test_read_output_wav_refuses_stereo(tmp_path):
     path = tmp_path / "output.wav"
     sf.write(path, np.zeros((1600, 2), dtype=np.float32), 16_000)
-    with pytest.raises(ValueError, match="2 channels"):
+    with pytest.raises(ValueError, match=r"2 channel\(s\), expected 1"):
         read_output_wav(path)
 
 

@@ -53,10 +53,10 @@ def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, in
 
 
 def read_channels(
-    path: str | Path, channels: int, name: str | None = None, role: str = "a user channel"
+    path: str | Path, channels: int, name: str | None = None, layout: str = "mono"
 ) -> tuple[list[np.ndarray], int]:
     """Reads an audio file of exactly ``channels`` channels at its own rate, one float32 array
-    per channel; errors name ``name`` (default: the path) and what the file is for."""
+    per channel; errors name ``name`` (default: the path) and the expected ``layout``."""
     path = Path(path)
     label = name or str(path)
     if not path.is_file():
@@ -67,7 +67,7 @@ def read_channels(
         raise ValueError(f"{label}: cannot read audio file {path}: {err}") from err
     if audio.shape[1] != channels:
         raise ValueError(
-            f"{label}: {path} has {audio.shape[1]} channel(s); {role} must have {channels}"
+            f"{label}: {path} has {audio.shape[1]} channel(s), expected {channels} ({layout})"
         )
     return [check_mono(audio[:, c], label) for c in range(channels)], int(rate)
 
