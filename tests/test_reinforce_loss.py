@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
+from test_grpo_loss import FixedActor
 from test_grpo_trainer import Quiet, config, hesitant_models
 
 from agents.grpo.reinforce import ReinforceLoss, reinforce_loss
@@ -16,18 +17,6 @@ from fdenv.registration import unregister_axis
 
 L = math.log
 NAN = float("nan")
-
-
-class FixedActor(torch.nn.Module):
-    """Returns fixed log-probs (a parameter, so gradients can be checked) and a fixed mask."""
-
-    def __init__(self, logprob, valid):
-        super().__init__()
-        self.logprob = torch.nn.Parameter(torch.tensor(logprob, dtype=torch.float32))
-        self.valid = torch.tensor(valid)
-
-    def forward(self, tokens, trainable):
-        return self.logprob, self.valid & trainable[:, None, :]
 
 
 # two rollouts, one stream, two tokens; rollout 1's second token is masked out and holds NaN,
