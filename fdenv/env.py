@@ -94,6 +94,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         lead_in_s: silence before each scenario (the paper's 3 s).
         text_card, audio_card: action space sizes (Moshi's 32000 and 2048).
         acoustics: room reverb and noise applied to the user channel per episode.
+        axis_weights: relative weights of the axes when several are mixed (default: equal).
         render_mode: ``"rgb_array"`` draws the episode's timeline.
     """
 
@@ -111,6 +112,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         num_scenarios: int = 64,
         scenario_seed: int = 0,
         acoustics: Acoustics | None = None,
+        axis_weights: dict[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -123,6 +125,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
             num_scenarios=num_scenarios,
             scenario_seed=scenario_seed,
             acoustics=acoustics,
+            axis_weights=axis_weights,
         )
         self.voice = voice or TextVoice()
         self._engine = DuplexEngine(1, self.voice, lead_in_s)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -52,11 +52,13 @@ ScenariosArg = str | Path | Sequence[Scenario] | ScenarioSource | None
 
 
 class ScenarioSampler:
-    """Draws an axis uniformly, then one of its scenarios uniformly, then room acoustics.
+    """Draws an axis (uniformly, or in proportion to ``axis_weights``), then one of its
+    scenarios uniformly, then room acoustics.
 
     ``scenarios`` is a manifest path, a list of scenarios, any :class:`ScenarioSource`, or
     ``None`` for the embedded synthetic scenarios (``num_scenarios`` per axis, from
-    ``scenario_seed``; use another seed for a held-out set).
+    ``scenario_seed``; use another seed for a held-out set). ``axis_weights`` maps axis names
+    to relative weights (missing axes weigh 1), to train more on a hard axis.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class ScenarioSampler:
         num_scenarios: int = 64,
         scenario_seed: int = 0,
         acoustics: Acoustics | None = None,
+        axis_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.acoustics = acoustics
         self._choices: dict[str, list[tuple[ScenarioSource, int]]] = {}
@@ -80,6 +83,7 @@ class ScenarioSampler:
         self.axes = [name for name in wanted if name in self._choices]
         if not self.axes:
             raise ValueError(f"none of the axes {wanted} has scenarios in {scenarios}")
+        self._probabilities = _axis_probabilities(self.axes, axis_weights)
 
     @staticmethod
     def _sources(
@@ -102,7 +106,7 @@ class ScenarioSampler:
         elif pinned is not None:
             scenario = self._by_id(str(pinned))
         else:
-            axis = self.axes[rng.integers(len(self.axes))] if len(self.axes) > 1 else self.axes[0]
+            axis = self._draw_axis(rng)
             source, index = self._choices[axis][rng.integers(len(self._choices[axis]))]
             scenario = source[index]
         if self.acoustics is None:
@@ -111,6 +115,13 @@ class ScenarioSampler:
         return dataclasses.replace(
             scenario, audio=audio, source=scenario.source | {"acoustics": applied}
         )
+
+    def _draw_axis(self, rng: np.random.Generator) -> str:
+        if len(self.axes) == 1:
+            return self.axes[0]
+        if self._probabilities is None:
+            return self.axes[rng.integers(len(self.axes))]
+        return self.axes[rng.choice(len(self.axes), p=self._probabilities)]
 
     def ids(self, axis: str) -> list[str]:
         """The ids of this sampler's scenarios of ``axis``, in a fixed order."""
@@ -122,3 +133,16 @@ class ScenarioSampler:
                 if source.id_of(index) == scenario_id:
                     return source[index]
         raise ValueError(f"options['scenario']: no scenario with id {scenario_id!r}")
+
+
+def _axis_probabilities(axes: list[str], weights: Mapping[str, float] | None) -> np.ndarray | None:
+    """Normalised axis weights (``None``: uniform); a ``ValueError`` names a bad entry."""
+    if weights is None:
+        return None
+    unknown = sorted(set(weights) - set(axes))
+    if unknown:
+        raise ValueError(f"axis_weights names {unknown}, not among the axes {axes}")
+    values = np.array([float(weights.get(a, 1.0)) for a in axes])
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.sum() <= 0:
+        raise ValueError(f"axis_weights must be finite, >= 0 and not all 0, got {dict(weights)}")
+    return values / values.sum()

@@ -67,6 +67,7 @@ class FullDuplexVectorEnv(VectorEnv):
         num_scenarios: int = 64,
         scenario_seed: int = 0,
         acoustics: Acoustics | None = None,
+        axis_weights: dict[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if num_envs < 1 or group_size < 1 or num_envs % group_size:
@@ -90,6 +91,7 @@ class FullDuplexVectorEnv(VectorEnv):
             num_scenarios=num_scenarios,
             scenario_seed=scenario_seed,
             acoustics=acoustics,
+            axis_weights=axis_weights,
         )
         self.voice = voice or TextVoice()
         self._engine = DuplexEngine(num_envs, self.voice, lead_in_s)

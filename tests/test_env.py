@@ -199,3 +199,25 @@ def test_vector_reset_pins_one_scenario_per_group():
     assert list(infos["scenario_id"]) == [ids[3], ids[3], ids[1], ids[1]]
     with pytest.raises(ValueError, match="lists 1 values for 2 groups"):
         venv.reset(options={"scenario": [ids[0]]})
+
+
+def test_axis_weights_set_the_mix_of_axes():
+    from fdenv.axes import PAPER_AXES
+    from fdenv.sampler import ScenarioSampler
+
+    axes = list(PAPER_AXES)
+    weights = {"TurnTaking": 5.0, "PauseHandling": 0.0}  # the other two weigh 1: 5/7, 0, 1/7, 1/7
+    sampler = ScenarioSampler(axes, num_scenarios=2, axis_weights=weights)
+    rng = np.random.default_rng(0)
+    drawn = [sampler._draw_axis(rng) for _ in range(7000)]
+    assert drawn.count("PauseHandling") == 0
+    assert abs(drawn.count("TurnTaking") / 7000 - 5 / 7) < 0.02
+    assert abs(drawn.count("Backchannel") / 7000 - 1 / 7) < 0.02
+    env = gym.make("FullDuplex-Mixed-v0", num_scenarios=2, axis_weights={"Backchannel": 1.0})
+    assert env.unwrapped.sampler._probabilities.tolist() == [0.25] * 4
+    with pytest.raises(ValueError, match=r"names \['Greeting'\]"):
+        ScenarioSampler(axes, num_scenarios=1, axis_weights={"Greeting": 1.0})
+    with pytest.raises(ValueError, match="not all 0"):
+        ScenarioSampler(axes, num_scenarios=1, axis_weights={a.name: 0.0 for a in axes})
+    with pytest.raises(ValueError, match=">= 0"):
+        ScenarioSampler(axes, num_scenarios=1, axis_weights={"TurnTaking": -1.0})

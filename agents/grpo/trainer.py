@@ -79,7 +79,9 @@ class GRPOConfig:
     """Settings of a GRPO run. Defaults: the tiny model on 2 CPU cores (paper values noted)."""
 
     axes: tuple[str, ...] = tuple(a.name for a in PAPER_AXES)
-    """Axes to train on; each group draws one uniformly."""
+    """Axes to train on; each group draws one, uniformly unless ``axis_weights`` says otherwise."""
+    axis_weights: dict[str, float] | None = None
+    """Relative weights of the axes in the group mix (missing axes weigh 1)."""
     iterations: int = 40
     """Paper: 100 epochs of 32 segments."""
     groups: int = 4
@@ -193,6 +195,7 @@ class GRPOTrainer:
             audio_card=models.audio_card,
             num_scenarios=config.num_scenarios,
             scenario_seed=config.scenario_seed,
+            axis_weights=config.axis_weights,
         )
         self.judge = None
         if config.judge is not None:
