@@ -448,6 +448,8 @@ class GRPOTrainer:
         if self.rank == 0:
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
+        if self.world > 1:  # every rank returns once the file is there
+            dist.barrier()
         return path
 
     def resume(self) -> bool:
