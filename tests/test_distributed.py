@@ -2,6 +2,8 @@
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -19,7 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(rank: int, world: int, port: int, out_dir: str, results) -> None:
+@contextmanager
+def gloo_rank(rank: int, world: int, port: int) -> Iterator[None]:
+    """A CPU process group for one spawned rank, with the test's throwaway axis registered."""
     os.environ["NO_TORCH_COMPILE"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group(
@@ -27,14 +31,19 @@ def worker(rank: int, world: int, port: int, out_dir: str, results) -> None:
     )
     try:
         register_axis(Quiet)
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def worker(rank: int, world: int, port: int, out_dir: str, results) -> None:
+    with gloo_rank(rank, world, port):
         models = hesitant_models(5)
         before = torch.cat([p.detach().flatten() for p in models.lm.parameters()]).clone()
         trainer = GRPOTrainer(config(iterations=2, groups=1, group_size=4), models, out_dir)
         rewards = [trainer.train_iteration()["reward"] for _ in range(2)]
         after = torch.cat([p.detach().flatten() for p in models.lm.parameters()])
         results[rank] = (after, float((after - before).abs().max()), rewards)
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
@@ -50,13 +59,7 @@ def test_two_ranks_stay_in_sync(tmp_path):
 
 def sharded_worker(rank: int, world: int, port: int, out_dir: str, fsdp: bool, results) -> None:
     """One iteration with or without FSDP; with it, also a checkpoint and a resume."""
-    os.environ["NO_TORCH_COMPILE"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        register_axis(Quiet)
+    with gloo_rank(rank, world, port):
         # a low clip makes every update clip, so clipping of sharded gradients is checked too
         settings = config(iterations=1, groups=1, group_size=4, fsdp=fsdp, grad_clip=0.5)
         trainer = GRPOTrainer(settings, hesitant_models(5), out_dir)
@@ -84,8 +87,6 @@ def sharded_worker(rank: int, world: int, port: int, out_dir: str, fsdp: bool, r
                 assert all(torch.equal(weights[k], reloaded[k]) for k in weights)
         if rank == 0:
             results[fsdp] = ({k: v.clone() for k, v in weights.items()}, first_grads, reward)
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.slow
