@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m agents.train --out runs/demo
+	$(PY) -m agents.cli.train --out runs/demo
 
 test: install lint
 	$(PY) -m pytest --durations=10

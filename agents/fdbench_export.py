@@ -1,6 +1,6 @@
 """Run a policy over Full-Duplex-Bench sample folders and write what the benchmark scores.
 
-For every ``input.wav`` under a folder (:func:`fdenv.scenarios.fdbench.find_samples`, any
+For every ``input.wav`` under a folder (:func:`fdenv.fdbench.samples.find_samples`, any
 sample rate, labelled or not, backchannel samples included) this plays the input to the policy
 the way the official Moshi client does: resampled to 24 kHz, ``lead_in_s`` of silence first
 (the client's 3 s priming, whose output it throws away), then the input in 1920-sample frames,
@@ -12,10 +12,10 @@ the last one zero-padded. It writes next to the input:
   their ``output.wav`` is silence, so only ``output.json`` says what they did, and the official
   ASR step must not be rerun on their folders (it would overwrite it with nothing).
 - ``output.json``: the benchmark's ASR format (``{"text", "chunks": [{"text", "timestamp"}]}``)
-  with one chunk per text token (:func:`fdenv.metrics.words_from_text_tokens`, whose docstring
-  says how token timings differ from ASR), decoded with the policy's tokenizer where it has one
-  (the token id otherwise). For an interruption sample, only words after the interruption's end
-  are written, as the benchmark's ASR only hears the audio after it.
+  with one chunk per text token (:func:`fdenv.fdbench.metrics.words_from_text_tokens`, whose
+  docstring says how token timings differ from ASR), decoded with the policy's tokenizer where it
+  has one (the token id otherwise). For an interruption sample, only words after the
+  interruption's end are written, as the benchmark's ASR only hears the audio after it.
 
 Many samples play at once in one batched engine, like the env's vector rollouts.
 """
@@ -38,9 +38,9 @@ from fdenv.audio.io import read_mono, resample, write_audio
 from fdenv.constants import DEFAULT_LEAD_IN_S, FRAME_SIZE, SAMPLE_RATE
 from fdenv.engine import DuplexEngine, make_stream
 from fdenv.episode import Episode
-from fdenv.metrics import cut_words, episode_words, read_interruption
+from fdenv.fdbench.metrics import cut_words, episode_words, read_interruption
+from fdenv.fdbench.samples import Sample, find_samples
 from fdenv.scenario import Scenario, Word
-from fdenv.scenarios.fdbench import Sample, find_samples
 from fdenv.voice import MimiVoice, TextVoice, Voice
 
 OUTPUT_WAV = "output.wav"

@@ -3,7 +3,7 @@
 ``fdenv-data synth --out DIR`` writes synthetic scenarios of every axis to ``DIR/manifest.jsonl``
 and ``DIR/audio/``, in parallel, reproducibly from ``--seed``. ``fdenv-data mine`` mines them
 from two-channel conversation corpora (:mod:`fdenv.mining.command`). ``fdenv-data import-fdbench``
-turns Full-Duplex-Bench v1 sample folders into one (:mod:`fdenv.scenarios.fdbench`).
+turns Full-Duplex-Bench v1 sample folders into one (:mod:`fdenv.fdbench.samples`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from fdenv.audio.acoustics import Acoustics, augment
 from fdenv.axes import PAPER_AXES
+from fdenv.fdbench.samples import import_command
 from fdenv.manifest import ManifestWriter, write_scenario_audio
 from fdenv.mining.command import add_mine_parser
 from fdenv.registration import get_axis
-from fdenv.scenarios.fdbench import import_command
 from fdenv.scenarios.synthetic import make_scenario
 
 

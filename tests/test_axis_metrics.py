@@ -12,7 +12,7 @@ from agents.baselines import AlwaysTalkAgent
 from fdenv.axes import Axis, Backchannel, PauseHandling, TurnTaking, UserInterruption
 from fdenv.constants import FRAME_S, PAD_ID
 from fdenv.episode import Episode
-from fdenv.metrics import label_distribution
+from fdenv.fdbench.metrics import label_distribution
 from fdenv.timeline import Interval
 
 LEAD = 0.8

@@ -9,7 +9,7 @@ import torch
 from chat_server import chat_server, completion
 
 from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
-from agents.eval_cli import main, make_agent
+from agents.cli.evaluate import main, make_agent
 from agents.evaluate import AxisResult, compare, evaluate, summarize_metric
 from agents.moshi import MoshiPolicy, tiny_models
 

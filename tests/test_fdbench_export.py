@@ -11,13 +11,13 @@ from agents.baselines import RuleAgent
 from agents.evaluate import evaluate
 from agents.fdbench_export import export_folder, output_audio
 from agents.moshi import MoshiPolicy, tiny_models
-from fdenv.asr_json import read_asr_words
 from fdenv.audio.io import resample
 from fdenv.constants import PAD_ID
 from fdenv.episode import Episode
-from fdenv.fdbench_score import score_folder
+from fdenv.fdbench.asr_json import read_asr_words
+from fdenv.fdbench.samples import import_fdbench
+from fdenv.fdbench.score import score_folder
 from fdenv.scenario import Scenario
-from fdenv.scenarios.fdbench import import_fdbench
 
 TASKS = ("pause_handling_example", "smooth_turn_taking_example", "user_interruption_example")
 

@@ -10,8 +10,8 @@ import soundfile as sf
 from agents.baselines import SilentAgent
 from fdenv.cli import main as fdenv_data
 from fdenv.constants import SAMPLE_RATE
+from fdenv.fdbench.samples import find_samples, import_fdbench
 from fdenv.manifest import Manifest
-from fdenv.scenarios.fdbench import find_samples, import_fdbench
 
 PAUSE, TURN, INTERRUPT = (
     "pause_handling_example-1",

@@ -9,7 +9,7 @@ import time
 import pytest
 from chat_server import Reply, answer, chat_server, completion
 
-from fdenv.judge import (
+from fdenv.judge.client import (
     FDBENCH_RELEVANCE,
     NO_CONTEXT,
     NO_RESPONSE,

@@ -9,7 +9,10 @@ from chat_server import chat_server, completion
 from conftest import noise_scenario
 
 from agents.grpo.advantages import EPS, decoupled_advantages
-from agents.judge_reward import (
+from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID, SAMPLE_RATE
+from fdenv.episode import Episode
+from fdenv.judge.client import ChatCompletionsJudge, JudgeRequest
+from fdenv.judge.reward import (
     JudgeTerms,
     judge_terms,
     response_audio,
@@ -17,9 +20,6 @@ from agents.judge_reward import (
     user_side,
     user_turn,
 )
-from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID, SAMPLE_RATE
-from fdenv.episode import Episode
-from fdenv.judge import ChatCompletionsJudge, JudgeRequest
 from fdenv.scenario import Utterance
 from fdenv.scenarios.synthetic import make_scenario
 from fdenv.timeline import Interval

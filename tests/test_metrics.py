@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fdenv.asr_json import parse_asr_words, read_asr_words
 from fdenv.audio.io import resample
-from fdenv.metrics import (
+from fdenv.fdbench.asr_json import parse_asr_words, read_asr_words
+from fdenv.fdbench.metrics import (
     NO_BACKCHANNEL_JSD,
     TurnResult,
     backchannel,

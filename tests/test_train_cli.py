@@ -9,13 +9,14 @@ import torch
 from chat_server import chat_server, completion
 from test_grpo_trainer import Quiet, config, hesitant_models
 
+from agents.cli.train import main, unsharded_copy
 from agents.evaluate import AxisResult
-from agents.grpo.trainer import GRPOTrainer, JudgeConfig, eval_json, results_from_json
-from agents.judge_reward import TERM
+from agents.grpo.trainer import GRPOTrainer, JudgeConfig
 from agents.moshi.logprobs import MoshiScorer
 from agents.moshi.models import tiny_models
-from agents.train import main, unsharded_copy
+from agents.report import eval_json, results_from_json
 from fdenv import register_axis
+from fdenv.judge.reward import TERM
 from fdenv.registration import unregister_axis
 
 

@@ -26,7 +26,6 @@ import torch.distributed as dist
 from tensordict import TensorDict
 from torchrl.objectives import LossModule
 
-from agents.eval_cli import metric_json
 from agents.evaluate import AxisResult, evaluate
 from agents.grpo.advantages import ScaleRewards, decoupled_advantages, group_advantages
 from agents.grpo.loss import GRPOLoss, LossType
@@ -41,16 +40,17 @@ from agents.grpo.sharding import (
     trained_parameter_names,
     unsharded,
 )
-from agents.judge_reward import JUDGED_AXES, judge_terms
-from agents.judge_reward import TERM as JUDGE_TERM
 from agents.moshi.logprobs import MoshiScorer
 from agents.moshi.lora import ReferenceModel, add_lora
 from agents.moshi.models import MoshiModels
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import Rollout, rollout
+from agents.report import eval_json
 from fdenv.atomic import atomic_path
 from fdenv.axes import PAPER_AXES
-from fdenv.judge import ChatCompletionsJudge, load_rubric
+from fdenv.judge.client import ChatCompletionsJudge, load_rubric
+from fdenv.judge.reward import JUDGED_AXES, judge_terms
+from fdenv.judge.reward import TERM as JUDGE_TERM
 from fdenv.vector import FullDuplexVectorEnv
 
 CHECKPOINT = "checkpoint.pt"
@@ -480,32 +480,3 @@ class GRPOTrainer:
 def _by_axis(result: Rollout) -> dict[str, float]:
     axes = np.array(result.axes)
     return {axis: float(result.rewards[axes == axis].mean()) for axis in sorted(set(result.axes))}
-
-
-def eval_json(results: dict[str, AxisResult]) -> dict[str, dict[str, Any]]:
-    """Held-out rewards and FD-Bench metrics (per-episode values kept, so runs can be paired)."""
-    return {
-        a: {
-            "mean": r.mean,
-            "low": r.low,
-            "high": r.high,
-            "rewards": list(r.rewards),
-            "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
-        }
-        for a, r in results.items()
-    }
-
-
-def results_from_json(logged: dict[str, dict[str, Any]]) -> dict[str, AxisResult]:
-    """The inverse of :func:`eval_json`, for a logged evaluation."""
-    return {
-        axis: AxisResult(
-            axis,
-            tuple(entry["rewards"]),
-            {
-                name: tuple(np.nan if x is None else x for x in metric["values"])
-                for name, metric in entry.get("metrics", {}).items()
-            },
-        )
-        for axis, entry in logged.items()
-    }

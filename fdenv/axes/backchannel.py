@@ -21,9 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from fdenv import metrics as fdbench
 from fdenv.axes.base import Axis, AxisScore
 from fdenv.episode import Episode
+from fdenv.fdbench import metrics as fdbench
 from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source

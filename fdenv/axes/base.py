@@ -56,7 +56,7 @@ class Axis(ABC):
         """Scores a finished episode of one of this axis' scenarios."""
 
     def metrics(self, episode: Episode) -> dict[str, float]:
-        """Full-Duplex-Bench v1 numbers for a finished episode (see :mod:`fdenv.metrics`),
+        """Full-Duplex-Bench v1 numbers for a finished episode (see :mod:`fdenv.fdbench.metrics`),
         computed from the agent's text tokens as word timings; NaN where the benchmark has no
         value (latency without a take-over). Axes without a benchmark task return ``{}``."""
         return {}

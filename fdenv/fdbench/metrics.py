@@ -3,7 +3,7 @@ scored by the same rules the published tables were computed with.
 
 The rules follow the official evaluation scripts (``v1_v1.5/evaluation/eval_*.py`` in
 DanielLin94144/Full-Duplex-Bench), written anew. Model output is described by timed words
-(ASR of the output audio, :func:`fdenv.asr_json.read_asr_words`, or the policy's own text
+(ASR of the output audio, :func:`fdenv.fdbench.asr_json.read_asr_words`, or the policy's own text
 tokens, :func:`words_from_text_tokens`) and, for backchannels, by Silero speech segments.
 
 Where the backchannel script has bugs, ``mode="official"`` reproduces them (to compare with
@@ -21,11 +21,11 @@ from typing import Literal
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
-from fdenv.asr_json import finite_number, read_json
 from fdenv.audio.io import read_mono
 from fdenv.audio.vad import SILERO_RATE, SileroVAD
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID
 from fdenv.episode import Episode
+from fdenv.fdbench.asr_json import finite_number, read_json
 from fdenv.scenario import Word
 from fdenv.timeline import Interval
 

@@ -3,7 +3,7 @@
     fdenv-train --out runs/grpo                       # tiny base model, all four axes, CPU
     fdenv-train --config my_run.json --out runs/x     # any GRPOConfig field from a JSON file
     fdenv-train --hf-repo kyutai/moshiko-pytorch-bf16 --lora-rank 128 --device cuda ...
-    torchrun --nproc_per_node 8 -m agents.train --hf-repo ... # one group per rank
+    torchrun --nproc_per_node 8 -m agents.cli.train --hf-repo ... # one group per rank
 
 Writes ``log.jsonl``, TensorBoard events, ``checkpoint.pt`` (resumed automatically when the
 folder already has one), ``reward_curve.png``, ``summary.md`` (held-out reward per axis before
@@ -21,17 +21,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from agents.eval_cli import metrics_markdown, plot_metrics
-from agents.evaluate import AxisResult, paired_change
-from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig, results_from_json
+from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig
 from agents.moshi.export import export_checkpoint
 from agents.moshi.lora import add_lora
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import play_episode
+from agents.report import (
+    metrics_markdown,
+    plot_metrics,
+    plot_rewards,
+    results_from_json,
+    summary_table,
+)
 
 
 def build_models(args: argparse.Namespace) -> MoshiModels:
@@ -114,69 +118,6 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
     }
     values |= {k: v for k, v in flags.items() if v is not None}
     return GRPOConfig(**values)
-
-
-def summary_table(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
-    """Markdown: held-out mean reward per axis before and after (95% intervals), and the
-    change measured scenario by scenario (95% interval)."""
-    change = paired_change(before, after)
-    lines = [
-        "| axis | before | after | paired change |",
-        "|---|---|---|---|",
-    ]
-    for axis, start in before.items():
-        mean, low, high = change[axis]
-        lines.append(
-            f"| {axis} | {start} | {after[axis]} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
-        )
-    mean, low, high = change["mean"]
-    mean_before = np.mean([r.mean for r in before.values()])
-    mean_after = np.mean([r.mean for r in after.values()])
-    lines.append(
-        f"| mean over axes | {mean_before:+.3f} | {mean_after:+.3f} | "
-        f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
-    )
-    return "\n".join(lines)
-
-
-def plot_rewards(history: list[dict[str, Any]], path: Path) -> None:
-    """Training reward per axis (thin) and held-out reward with its interval (markers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100, layout="constrained")
-    train = [r for r in history if "reward_by_axis" in r]
-    evals = [r for r in history if "eval" in r]
-    axes = sorted({a for r in evals for a in r["eval"]})
-    for color, axis in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], axes, strict=False):
-        points = [
-            (r["iteration"], r["reward_by_axis"][axis])
-            for r in train
-            if axis in r["reward_by_axis"]
-        ]
-        if points:
-            ax.plot(*zip(*points, strict=True), color=color, alpha=0.35, linewidth=1)
-        xs = [r["iteration"] for r in evals]
-        means = np.array([r["eval"][axis]["mean"] for r in evals])
-        lows = np.array([r["eval"][axis]["low"] for r in evals])
-        highs = np.array([r["eval"][axis]["high"] for r in evals])
-        ax.errorbar(
-            xs,
-            means,
-            yerr=[means - lows, highs - means],
-            color=color,
-            marker="o",
-            capsize=3,
-            label=f"{axis} (held-out)",
-        )
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("reward")
-    ax.set_title("GRPO: training reward (lines) and held-out reward with 95% interval")
-    ax.legend(fontsize=8)
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def record_examples(policy: MoshiPolicy, axes: tuple[str, ...], folder: Path) -> list[Path]:

@@ -10,7 +10,7 @@ labelled sample of a Full-Duplex-Bench folder, ``--fdbench``). The output folder
 reward and metric) and ``timelines/`` (each agent's first episode per axis). ``--write-outputs``
 also writes ``output.wav`` and ``output.json`` into the benchmark's sample folders for the
 official scripts (one agent only), and ``--score-outputs`` scores a folder's ``output.json`` /
-``output.wav`` files the official way (:mod:`fdenv.fdbench_score`; any model's outputs, with or
+``output.wav`` files the official way (:mod:`fdenv.fdbench.score`; any model's outputs, with or
 without agents). Runs are deterministic for a ``--seed``. ``--judge-url`` and ``--judge-model``
 add a ``judge`` column on the turn-taking and interruption axes: an LLM's grade of each reply
 (FD-Bench's 0-5 relevance rubric by default, ``--judge-rubric paper`` for the paper's 0-2).
@@ -34,23 +34,17 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import HELD_OUT_SEED, Agent, AxisResult, compare, summarize_metric
-from fdenv.judge import Judge
+from agents.evaluate import HELD_OUT_SEED, Agent, AxisResult, compare
+from agents.report import (
+    markdown,
+    outputs_json,
+    outputs_markdown,
+    plot_metrics,
+    results_json,
+    save_timelines,
+)
+from fdenv.judge.client import Judge
 
-DIRECTIONS = {
-    ("PauseHandling", "tor"): "down",
-    ("TurnTaking", "tor"): "up",
-    ("TurnTaking", "latency"): "down",
-    ("Backchannel", "tor"): "down",
-    ("Backchannel", "frequency"): "up",
-    ("Backchannel", "jsd"): "down",
-    ("UserInterruption", "tor"): "up",
-    ("UserInterruption", "latency"): "down",
-    ("TurnTaking", "judge"): "up",
-    ("UserInterruption", "judge"): "up",
-}
-"""Which way each FD-Bench metric is better, as the benchmark's tables mark it."""
-ARROWS = {"up": "↑", "down": "↓"}
 SCRIPTED = ("silent", "always-talk", "rule")
 PRESETS = ("tiny-base", "tiny-random")
 
@@ -96,7 +90,7 @@ def add_judge_scores(
 ) -> None:
     """Adds the judge's grade of each reply as the metric ``judge`` (NaN: silent reply, failed
     request, or an agent without a tokenizer to read its text, such as the scripted ones)."""
-    from agents.judge_reward import JUDGED_AXES, judge_terms
+    from fdenv.judge.reward import JUDGED_AXES, judge_terms
 
     for name, by_axis in results.items():
         models = getattr(agents[name], "models", None)
@@ -110,164 +104,6 @@ def add_judge_scores(
                 scores = judged.scores
             metrics = result.metrics | {"judge": tuple(float(x) for x in scores)}
             by_axis[axis] = dataclasses.replace(result, metrics=metrics)
-
-
-def _number(value: float) -> float | None:
-    """JSON has no NaN: a missing value is null."""
-    return None if math.isnan(value) else value
-
-
-def metric_json(values: tuple[float, ...]) -> dict[str, Any]:
-    """A metric's FD-Bench aggregate, its interval and the per-sample values (null: none)."""
-    summary = summarize_metric(values)
-    return {
-        "value": _number(summary.value),
-        "low": _number(summary.low),
-        "high": _number(summary.high),
-        "samples": summary.samples,
-        "values": [_number(v) for v in values],
-    }
-
-
-def results_json(results: dict[str, dict[str, AxisResult]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for agent, by_axis in results.items():
-        out[agent] = {}
-        for axis, r in by_axis.items():
-            out[agent][axis] = {
-                "reward": {"mean": r.mean, "low": r.low, "high": r.high, "values": r.rewards},
-                "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
-                "scenarios": [e.scenario.id for e in r.played],
-            }
-    return out
-
-
-def metric_columns(results: dict[str, dict[str, AxisResult]]) -> list[tuple[str, str]]:
-    """(axis, metric) pairs in axis order, as the agents' results have them."""
-    columns: list[tuple[str, str]] = []
-    for by_axis in results.values():
-        for axis, r in by_axis.items():
-            columns += [(axis, m) for m in r.metrics if (axis, m) not in columns]
-    return columns
-
-
-def _header(axis: str, metric: str) -> str:
-    arrow = ARROWS.get(DIRECTIONS.get((axis, metric), ""), "")
-    return f"{axis} {metric} {arrow}".strip()
-
-
-def markdown(results: dict[str, dict[str, AxisResult]], episodes: str) -> str:
-    """Two tables: mean reward per axis, and FD-Bench metrics; 95% bootstrap intervals."""
-    axes = list(next(iter(results.values())))
-    lines = [
-        f"Mean reward per axis [95% bootstrap interval], {episodes}.",
-        "",
-        "| agent | " + " | ".join(axes) + " |",
-        "|---|" + "---|" * len(axes),
-    ]
-    for agent, by_axis in results.items():
-        lines.append(f"| {agent} | " + " | ".join(str(by_axis[a]) for a in axes) + " |")
-    return "\n".join(lines) + "\n\n" + metrics_markdown(results)
-
-
-def metrics_markdown(results: dict[str, dict[str, AxisResult]]) -> str:
-    """The FD-Bench metrics table: one row per agent, one column per (axis, metric)."""
-    columns = metric_columns(results)
-    lines = [
-        "Full-Duplex-Bench v1 metrics from the agents' text tokens (latency over take-overs "
-        "only; arrows: better direction).",
-        "",
-        "| agent | " + " | ".join(_header(*c) for c in columns) + " |",
-        "|---|" + "---|" * len(columns),
-    ]
-    for agent, by_axis in results.items():
-        cells = [str(by_axis[a].metric_summary[m]) if a in by_axis else "" for a, m in columns]
-        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def outputs_json(by_axis: dict[str, list[tuple[str, dict[str, float]]]]) -> dict[str, Any]:
-    """Per axis: each metric's FD-Bench aggregate with its interval, and per-sample values."""
-    out: dict[str, Any] = {}
-    for axis, samples in by_axis.items():
-        names = list(dict.fromkeys(k for _, m in samples for k in m))
-        out[axis] = {
-            "samples": [name for name, _ in samples],
-            "metrics": {n: metric_json(tuple(m[n] for _, m in samples)) for n in names},
-        }
-    return out
-
-
-def outputs_markdown(by_axis: dict[str, list[tuple[str, dict[str, float]]]], root: Path) -> str:
-    """One row per axis: its metrics over the folder's output files."""
-    lines = [
-        "",
-        f"Full-Duplex-Bench v1 metrics of the output files in {root} (official rules).",
-        "",
-        "| axis | samples | metrics |",
-        "|---|---|---|",
-    ]
-    for axis, samples in by_axis.items():
-        names = list(dict.fromkeys(k for _, m in samples for k in m))
-        cells = [
-            f"{_header(axis, n).removeprefix(axis + ' ')} "
-            f"{summarize_metric(tuple(m[n] for _, m in samples))}"
-            for n in names
-        ]
-        lines.append(f"| {axis} | {len(samples)} | {'; '.join(cells)} |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_metrics(results: dict[str, dict[str, AxisResult]], path: Path) -> None:
-    """One panel per axis reward and per FD-Bench metric, a bar per agent with its interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    axes = list(next(iter(results.values())))
-    panels = [(a, "reward") for a in axes] + metric_columns(results)
-    cols = 4
-    rows = math.ceil(len(panels) / cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), dpi=80)
-    grid = [ax for row in (grid if rows > 1 else [grid]) for ax in row]
-    agents = list(results)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (axis, metric) in zip(grid, panels, strict=False):
-        values, errors = [], [[], []]
-        for x, agent in enumerate(agents):
-            r = results[agent][axis]
-            if metric == "reward":
-                mean, low, high = r.mean, r.low, r.high
-            else:
-                s = r.metric_summary[metric]
-                mean, low, high = s.value, s.low, s.high
-            if math.isnan(mean):  # no sample has the metric (latency without take-overs)
-                ax.text(x, 0.0, "n/a", ha="center", va="bottom", fontsize=7)
-                mean = low = high = 0.0
-            values.append(mean)
-            errors[0].append(mean - low)
-            errors[1].append(high - mean)
-        ax.bar(range(len(agents)), values, yerr=errors, color=colors[: len(agents)], capsize=3)
-        ax.set_xticks(range(len(agents)), agents, rotation=30, ha="right", fontsize=7)
-        ax.set_title(_header(axis, metric), fontsize=9)
-        ax.tick_params(axis="y", labelsize=7)
-    for ax in grid[len(panels) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def save_timelines(results: dict[str, dict[str, AxisResult]], folder: Path, count: int) -> None:
-    from fdenv.plotting import save_timeline
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for agent, by_axis in results.items():
-        for axis, r in by_axis.items():
-            for i, (episode, reward) in enumerate(zip(r.played[:count], r.rewards, strict=False)):
-                title = f"{agent}, {axis}: {episode.scenario.id}, reward {reward:+.3f}"
-                save_timeline(episode, folder / f"{agent}-{axis}-{i}.png", title)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     episodes = args.episodes
     described = f"{episodes} held-out scenarios per axis (scenario seed {args.scenario_seed})"
     if args.fdbench is not None and agents:
-        from fdenv.scenarios.fdbench import import_fdbench
+        from fdenv.fdbench.samples import import_fdbench
 
         imported = import_fdbench(args.fdbench)
         for folder, reason in imported.skipped:
@@ -342,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     if args.judge_url is not None and results:
-        from fdenv.judge import ChatCompletionsJudge, load_rubric
+        from fdenv.judge.client import ChatCompletionsJudge, load_rubric
 
         with ChatCompletionsJudge(
             args.judge_url,
@@ -366,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         export_folder(next(iter(agents.values())), args.fdbench, seed=args.seed, progress=True)
         print(f"wrote output.wav and output.json into the samples of {args.fdbench}")
     if args.score_outputs:
-        from fdenv.fdbench_score import score_folder
+        from fdenv.fdbench.score import score_folder
 
         scores = score_folder(args.fdbench)
         for folder, reason in scores.skipped:

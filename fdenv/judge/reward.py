@@ -34,7 +34,7 @@ import numpy as np
 
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID, SAMPLE_RATE
 from fdenv.episode import Episode
-from fdenv.judge import Judge, JudgeRequest
+from fdenv.judge.client import Judge, JudgeRequest
 from fdenv.scenario import Scenario, Utterance
 
 logger = logging.getLogger(__name__)

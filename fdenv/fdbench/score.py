@@ -1,9 +1,9 @@
-"""Score the model outputs of a Full-Duplex-Bench v1 folder with :mod:`fdenv.metrics`, as the
-official scripts score them, from the files they read: ``output.json`` (ASR word timings),
+"""Score the model outputs of a Full-Duplex-Bench v1 folder with :mod:`fdenv.fdbench.metrics`,
+as the official scripts score them, from the files they read: ``output.json`` (ASR word timings),
 ``output.wav`` (backchannel samples only, for Silero) and the sample's label file.
 
 Any model's outputs can be scored this way (ours, written by ``agents.fdbench_export``, or
-another system's). A sample's task is its label file (:mod:`fdenv.scenarios.fdbench`); a
+another system's). A sample's task is its label file (:mod:`fdenv.fdbench.samples`); a
 sample without one is a backchannel sample, scored against its entry in
 ``icc_gt_distribution.json`` (the entry named like the sample's folder).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fdenv.asr_json import read_asr_words
-from fdenv.metrics import (
+from fdenv.fdbench.asr_json import read_asr_words
+from fdenv.fdbench.metrics import (
     Mode,
     backchannel,
     backchannel_segments,
@@ -26,7 +26,7 @@ from fdenv.metrics import (
     turn_taking,
     user_interruption,
 )
-from fdenv.scenarios.fdbench import Sample, find_samples
+from fdenv.fdbench.samples import Sample, find_samples
 
 ICC_NAME = "icc_gt_distribution.json"
 

@@ -7,7 +7,8 @@ user channel ``input.wav`` (any sample rate; resampled to 24 kHz, the file's rat
 
 - ``pause.json`` -> ``PauseHandling``: every labelled interval is a pause (``pauses``);
 - ``turn_taking.json`` -> ``TurnTaking``: ``turn_end`` is the START of the first label's
-  interval, the time the benchmark measures latency from (:func:`fdenv.metrics.read_turn_end`);
+  interval, the time the benchmark measures latency from
+  (:func:`fdenv.fdbench.metrics.read_turn_end`);
 - ``interrupt.json`` -> ``UserInterruption``: ``interruption`` is the label's interval, and its
   ``interrupt`` text becomes the user's transcript over that interval (the ``context`` text,
   whose timing the file does not give, is kept in ``source``).
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from fdenv.audio.io import load_mono
 from fdenv.audio.vad import SileroVAD
-from fdenv.metrics import read_interruption, read_label_intervals, read_turn_end
+from fdenv.fdbench.metrics import read_interruption, read_label_intervals, read_turn_end
 from fdenv.registration import get_axis
 from fdenv.scenario import Scenario, Utterance
 
