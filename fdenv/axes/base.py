@@ -8,6 +8,7 @@ A new interactivity axis is a subclass of :class:`Axis` in one file plus one
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -46,6 +47,9 @@ class Axis(ABC):
     name: ClassVar[str]
     version: ClassVar[int] = 0
     required_labels: ClassVar[tuple[str, ...]] = ()
+    metric_directions: ClassVar[Mapping[str, str]] = {}
+    """Which way each number of :meth:`metrics` is better, ``"up"`` or ``"down"`` (the arrows of
+    the benchmark's tables); reports refuse a metric that has no direction."""
 
     @abstractmethod
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
