@@ -1,8 +1,9 @@
 """Scripted agents: reference points for the reward tables and oracles for the tests.
 
-Every agent acts on a batch of observations ``[N, 1920]`` and returns actions ``[N, 9]``, so the
-same object drives a :class:`~fdenv.env.FullDuplexEnv` (``act_one``) and a
-:class:`~fdenv.vector.FullDuplexVectorEnv` (``act``). Only the text token carries meaning for
+Every agent follows :class:`fdenv.agent.Agent`: it acts on a batch of observations
+``[N, 1920]`` and returns actions ``[N, 9]``, so :func:`fdenv.play.play` drives it on a
+:class:`~fdenv.vector.FullDuplexVectorEnv` or a single :class:`~fdenv.env.FullDuplexEnv`
+(``act_one`` steps a single env by hand). Only the text token carries meaning for
 :class:`~fdenv.voice.TextVoice`; the audio tokens stay 0.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fdenv.agent import Partners
 from fdenv.audio.vad import EnergyVAD
 from fdenv.constants import EPAD_ID, FRAME_S, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 
@@ -22,7 +24,7 @@ WORD_ID = 4
 
 
 class ScriptedAgent(ABC):
-    """Base of the scripted agents: per-env state, reset whole or per env like the vector env.
+    """Base of the scripted agents: per-env state, started per batch and reset per env.
 
     Subclasses implement :meth:`_words`, which says which envs emit a word this frame.
     """
@@ -31,21 +33,33 @@ class ScriptedAgent(ABC):
         if word_id in (PAD_ID, EPAD_ID) or word_id < 0:
             raise ValueError(f"word_id must be a word token (not PAD {PAD_ID} or EPAD {EPAD_ID})")
         self.word_id = word_id
-        self.reset(1)
+        self.start(1)
 
-    def reset(self, num_envs: int) -> None:
-        """Prepares state for ``num_envs`` envs at the start of their episodes."""
+    def start(self, num_envs: int, partners: Partners | None = None) -> None:
+        """Prepares state for ``num_envs`` envs at the start of their episodes (a scripted agent
+        does not play a context's partner, so ``partners`` is not used)."""
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = num_envs
 
-    def reset_envs(self, mask: np.ndarray) -> np.ndarray:
-        """Restarts the envs where ``mask`` is true (their episodes start over); returns the mask.
+    def reset(self, mask: np.ndarray) -> None:
+        """Restarts the envs where ``mask`` is true (their episodes start over).
 
         Stateless agents have nothing to forget, but a wrong mask is still a caller's bug.
         """
+        self._forget(self._checked(mask))
+
+    def stop(self) -> None:  # noqa: B027 (nothing to free: the state is a few arrays)
+        """Ends the batch."""
+
+    def _checked(self, mask: np.ndarray) -> np.ndarray:
         mask = np.asarray(mask)
         if mask.shape != (self.num_envs,) or mask.dtype != bool:
             raise ValueError(f"mask must be a bool array of shape ({self.num_envs},)")
         return mask
+
+    def _forget(self, mask: np.ndarray) -> None:  # noqa: B027 (stateless agents forget nothing)
+        """Clears the per-env state of the envs where ``mask`` is true (none by default)."""
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Observations ``[N, 1920]`` -> actions ``[N, 9]`` int64."""
@@ -53,14 +67,14 @@ class ScriptedAgent(ABC):
         if obs.shape != (self.num_envs, FRAME_SIZE):
             raise ValueError(
                 f"expected observations of shape ({self.num_envs}, {FRAME_SIZE}), got {obs.shape}"
-                "; call reset(num_envs) for another batch size"
+                "; call start(num_envs) for another batch size"
             )
         actions = np.zeros((self.num_envs, 1 + NUM_CODEBOOKS), dtype=np.int64)
         actions[:, 0] = np.where(self._words(obs), self.word_id, PAD_ID)
         return actions
 
     def act_one(self, obs: np.ndarray) -> np.ndarray:
-        """A single env's observation ``[1920]`` -> its action ``[9]`` (needs ``reset(1)``)."""
+        """A single env's observation ``[1920]`` -> its action ``[9]`` (needs ``start(1)``)."""
         return self.act(np.asarray(obs)[None])[0]
 
     @abstractmethod
@@ -141,8 +155,8 @@ class RuleAgent(ScriptedAgent):
         self._min_speech = math.ceil(config.min_speech_before_bc_s / FRAME_S - 1e-9)
         super().__init__(word_id)
 
-    def reset(self, num_envs: int) -> None:
-        super().reset(num_envs)
+    def start(self, num_envs: int, partners: Partners | None = None) -> None:
+        super().start(num_envs, partners)
         # consecutive silent user frames, this one included
         self._silence = np.zeros(num_envs, dtype=np.int64)
         # user speech frames since the agent last spoke (answer or backchannel)
@@ -152,13 +166,11 @@ class RuleAgent(ScriptedAgent):
         # frames into the current answer, -1 when not answering
         self._answer_frame = np.full(num_envs, -1, dtype=np.int64)
 
-    def reset_envs(self, mask: np.ndarray) -> np.ndarray:
-        mask = super().reset_envs(mask)
+    def _forget(self, mask: np.ndarray) -> None:
         self._silence[mask] = 0
         self._speech[mask] = 0
         self._owes_answer[mask] = False
         self._answer_frame[mask] = -1
-        return mask
 
     @property
     def answering(self) -> np.ndarray:

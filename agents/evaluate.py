@@ -4,33 +4,32 @@ intervals.
 Used by the warm-start command, the GRPO trainer and ``fdenv-eval``, so that every
 table in the project is computed the same way: ``episodes`` held-out scenarios per axis (their
 own ``scenario_seed``, or scenarios given on disk), one batched rollout per axis, for a Moshi
-policy and a scripted agent alike.
+policy and a scripted agent alike (any :class:`fdenv.agent.Agent`, played by
+:func:`fdenv.play.play`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 import torch
 
-from agents.baselines import ScriptedAgent
-from agents.moshi.policy import MoshiPolicy
-from agents.moshi.rollout import rollout
-from fdenv.constants import AUDIO_CARD, TEXT_CARD
+from fdenv.agent import Agent
+from fdenv.axes import Axis
+from fdenv.config import EnvConfig
+from fdenv.env import make_sampler
 from fdenv.episode import Episode
-from fdenv.registration import expand_axes, get_axis
-from fdenv.sampler import ScenarioSampler, ScenariosArg
+from fdenv.play import play
+from fdenv.registration import expand_axes
+from fdenv.sampler import ScenariosArg
 from fdenv.vector import FullDuplexVectorEnv
 
 HELD_OUT_SEED = 1000
 """Scenario seed of the held-out synthetic sets (training uses small seeds)."""
-
-Agent = MoshiPolicy | ScriptedAgent
-"""What :func:`evaluate` plays: a batched streaming Moshi or a batched scripted agent."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,8 @@ class AxisResult:
     rewards: tuple[float, ...]
     metrics: dict[str, tuple[float, ...]] = field(default_factory=dict)
     played: tuple[Episode, ...] = field(default=(), compare=False, repr=False)
+    directions: dict[str, str] = field(default_factory=dict, compare=False)
+    """Which way each metric is better (the axis' :attr:`fdenv.axes.Axis.metric_directions`)."""
 
     @property
     def mean(self) -> float:
@@ -132,90 +133,71 @@ def paired_change(
     return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
-def play(
-    agent: ScriptedAgent,
-    env: FullDuplexVectorEnv,
-    seed: int | None = None,
-    options: dict[str, Any] | None = None,
-) -> tuple[np.ndarray, list[Episode]]:
-    """One episode per env of ``env`` (autoreset disabled) played by a scripted agent; returns
-    the rewards and the episodes. The scripted counterpart of :func:`rollout`."""
-    obs, _ = env.reset(seed=seed, options=options)
-    agent.reset(env.num_envs)
-    rewards = np.zeros(env.num_envs)
-    finished = np.zeros(env.num_envs, dtype=bool)
-    while not finished.all():
-        obs, reward, terminated, _, _ = env.step(agent.act(obs))
-        rewards[terminated] = reward[terminated]
-        finished |= terminated
-    return rewards, [env.engine.episode(i) for i in range(env.num_envs)]
-
-
-def held_out_ids(
-    axis: str, episodes: int, scenario_seed: int, scenarios: ScenariosArg = None
-) -> list[str]:
+def held_out_ids(axis: Axis, episodes: int, config: EnvConfig) -> list[str]:
     """The scenarios an evaluation of ``axis`` plays: the first ``episodes`` of the held-out
-    synthetic set, or of ``scenarios`` (all of them when there are fewer)."""
-    sampler = ScenarioSampler(
-        expand_axes(axis), scenarios, num_scenarios=episodes, scenario_seed=scenario_seed
-    )
-    return sampler.ids(axis)[:episodes]
+    synthetic set, or of ``config.scenarios`` (all of them when there are fewer)."""
+    sampler = make_sampler(axis, config.replace(num_scenarios=episodes))
+    return sampler.ids(axis.name)[:episodes]
 
 
 def evaluate(
     policy: Agent,
-    axes: list[str],
+    axes: Sequence[str | Axis],
     episodes: int = 32,
     scenario_seed: int = HELD_OUT_SEED,
     seed: int = 0,
     *,
     scenarios: ScenariosArg = None,
+    env: EnvConfig | None = None,
 ) -> dict[str, AxisResult]:
     """Rewards and FD-Bench metrics per axis over ``episodes`` held-out scenarios (one episode
     each), from the synthetic set of ``scenario_seed`` or from ``scenarios`` (a manifest, a
-    list of scenarios, ...). Moshi samples from torch's global generator: seed it for a
-    repeatable evaluation (:func:`compare` does)."""
+    list of scenarios, ...). ``axes`` are names or axis objects (an object scores with its own
+    settings); ``env`` sets the rest of the env (voice, acoustics, lead-in; its vocabulary sizes
+    are the policy's). Moshi samples from torch's global generator: seed it for a repeatable
+    evaluation (:func:`compare` does)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    moshi = isinstance(policy, MoshiPolicy)
+    config = (env or EnvConfig()).replace(
+        scenario_seed=scenario_seed,
+        num_scenarios=episodes,
+        **({} if scenarios is None else {"scenarios": scenarios}),
+        **_vocabulary(policy),
+    )
     results = {}
-    for axis in axes:
-        ids = held_out_ids(axis, episodes, scenario_seed, scenarios)
-        env = FullDuplexVectorEnv(
-            len(ids),
-            axis,
-            scenarios,
-            autoreset_mode="Disabled",
-            text_card=policy.text_card if moshi else TEXT_CARD,
-            audio_card=policy.audio_card if moshi else AUDIO_CARD,
-            num_scenarios=episodes,
-            scenario_seed=scenario_seed,
-        )
-        if moshi:
-            played = rollout(policy, env, seed=seed, options={"scenario": ids})
-            rewards, played_episodes = played.rewards, played.episodes
-        else:
-            rewards, played_episodes = play(policy, env, seed, {"scenario": ids})
-        env.close()
-        per_episode = [get_axis(axis).metrics(e) for e in played_episodes]
+    for spec in expand_axes(list(axes)):
+        ids = held_out_ids(spec, episodes, config)
+        vector = FullDuplexVectorEnv(len(ids), spec, autoreset_mode="Disabled", config=config)
+        played = play(policy, vector, seed=seed, options={"scenario": ids})
+        vector.close()
+        per_episode = [spec.metrics(e) for e in played.episodes]
         names = list(dict.fromkeys(k for m in per_episode for k in m))  # the axis' order
-        results[axis] = AxisResult(
-            axis,
-            tuple(float(r) for r in rewards),
+        results[spec.name] = AxisResult(
+            spec.name,
+            tuple(float(r) for r in played.rewards),
             {k: tuple(float(m.get(k, math.nan)) for m in per_episode) for k in names},
-            tuple(played_episodes),
+            tuple(played.episodes),
+            dict(spec.metric_directions),
         )
     return results
 
 
+def _vocabulary(policy: Agent) -> dict[str, int]:
+    """The env's action sizes for ``policy``: a model's vocabularies where it has them."""
+    sizes = {"text_card": getattr(policy, "text_card", None)}
+    sizes["audio_card"] = getattr(policy, "audio_card", None)
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
 def compare(
     agents: dict[str, Agent],
-    axes: list[str],
+    axes: Sequence[str | Axis],
     episodes: int = 32,
     scenario_seed: int = HELD_OUT_SEED,
     seed: int = 0,
     *,
     scenarios: ScenariosArg = None,
+    env: EnvConfig | None = None,
     progress: bool = False,
 ) -> dict[str, dict[str, AxisResult]]:
     """:func:`evaluate` for several agents on the same scenarios, one axis at a time; torch is
@@ -228,6 +210,6 @@ def compare(
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             results[name] |= evaluate(
-                agents[name], [axis], episodes, scenario_seed, seed, scenarios=scenarios
+                agents[name], [axis], episodes, scenario_seed, seed, scenarios=scenarios, env=env
             )
     return results

@@ -22,7 +22,8 @@ import torch
 import fdenv
 from agents.moshi.models import MoshiModels, tiny_models
 from agents.moshi.policy import MoshiPolicy
-from agents.moshi.rollout import play_episode, rollout
+from agents.moshi.rollout import rollout
+from fdenv.play import play
 from fdenv.wrappers import RecordEpisode
 
 AXES = ["PauseHandling", "TurnTaking", "Backchannel", "UserInterruption"]
@@ -45,7 +46,7 @@ def record(policy: MoshiPolicy, env_id: str, out: Path) -> list[Path]:
     """Plays episode 0 of ``env_id`` on a single env and writes it; returns the files."""
     name = env_id.split("-")[1]
     env = RecordEpisode(gym.make(env_id, text_card=policy.text_card), out, prefix=f"moshi-{name}")
-    play_episode(policy, env, seed=0)
+    play(policy, env, seed=0)
     env.close()
     return env.paths
 

@@ -34,7 +34,7 @@ def play(env: gym.Env, agent: ScriptedAgent, episodes: int) -> float:
     rewards = []
     for seed in range(episodes):
         obs, _ = env.reset(seed=seed)
-        agent.reset(1)
+        agent.start(1)
         done = False
         while not done:
             obs, reward, done, _, _ = env.step(agent.act_one(obs))

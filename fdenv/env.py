@@ -14,6 +14,7 @@ how much was played (0 for a scenario without context). Rewards still look at th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -21,39 +22,35 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 
-from fdenv.audio.acoustics import Acoustics
 from fdenv.axes import Axis, AxisScore
-from fdenv.constants import (
-    AUDIO_CARD,
-    DEFAULT_LEAD_IN_S,
-    FRAME_SIZE,
-    NUM_CODEBOOKS,
-    TEXT_CARD,
-)
-from fdenv.engine import DuplexEngine, make_stream
+from fdenv.config import EnvConfig
+from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS
+from fdenv.engine import DuplexEngine, Stream, make_stream
 from fdenv.episode import Episode
-from fdenv.registration import expand_axes, get_axis
+from fdenv.plotting import timeline_image
+from fdenv.registration import expand_axes
 from fdenv.sampler import ScenarioSampler, ScenariosArg
-from fdenv.voice import TextVoice, Voice
 
 _STREAM_NAMES = ["text token"] + [f"audio codebook {i}" for i in range(NUM_CODEBOOKS)]
 
 
 def make_spaces(text_card: int, audio_card: int) -> tuple[spaces.Box, spaces.MultiDiscrete]:
-    if text_card < 4 or audio_card < 1:
-        raise ValueError(
-            f"text_card must be >= 4 and audio_card >= 1, got {text_card}, {audio_card}"
-        )
     observation = spaces.Box(-1.0, 1.0, (FRAME_SIZE,), np.float32)
     action = spaces.MultiDiscrete(np.array([text_card] + [audio_card] * NUM_CODEBOOKS))
     return observation, action
 
 
-def check_actions(actions: Any, nvec: np.ndarray) -> np.ndarray:
-    """Returns ``actions`` as an int64 array ``[N, 9]``; ``ValueError`` naming a bad entry."""
+def check_actions(actions: Any, nvec: np.ndarray, num_envs: int | None = None) -> np.ndarray:
+    """Returns ``actions`` as an int64 array ``[N, 9]``; ``ValueError`` naming a bad entry.
+
+    ``num_envs=None`` is a single env, which takes exactly one action ``[9]`` (a batch there
+    would be cut to its first row without a word); otherwise ``[num_envs, 9]``.
+    """
     array = np.asarray(actions)
-    if array.shape[-1:] != nvec.shape or array.ndim not in (1, 2):
-        raise ValueError(f"action must have shape ({len(nvec)},) per env, got {array.shape}")
+    expected = (len(nvec),) if num_envs is None else (num_envs, len(nvec))
+    if array.shape != expected:
+        what = "one action per step" if num_envs is None else "one action per env"
+        raise ValueError(f"action must have shape {expected} ({what}), got {array.shape}")
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"action must hold integer token ids, got dtype {array.dtype}")
     batch = array.reshape(-1, len(nvec)).astype(np.int64, copy=False)
@@ -68,11 +65,13 @@ def check_actions(actions: Any, nvec: np.ndarray) -> np.ndarray:
     return batch
 
 
-def final_info(episode: Episode, score: AxisScore) -> dict[str, Any]:
-    """What the last step's info adds: the reward terms, the axis' Full-Duplex-Bench metrics
-    (:meth:`Axis.metrics`; NaN where the benchmark has no value) and the agent's speech."""
-    metrics = get_axis(episode.axis).metrics(episode)
-    return {
+def score_episode(axis: Axis, episode: Episode) -> tuple[AxisScore, dict[str, Any]]:
+    """The episode's score by ``axis`` and what the last step's info adds: the reward terms, the
+    axis' Full-Duplex-Bench metrics (:meth:`Axis.metrics`; NaN where the benchmark has no value)
+    and the agent's speech."""
+    score = axis.score(episode)
+    metrics = axis.metrics(episode)
+    return score, {
         "axis": episode.axis,
         "scenario_id": episode.scenario.id,
         "reward_terms": {k: np.float64(v) for k, v in score.terms.items()},
@@ -87,15 +86,13 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
 
     Args:
         axis: a registered axis name, ``"Mixed"`` (one of the paper's four per episode), an
-            :class:`Axis`, or a list of them.
-        scenarios: a manifest path, a list of scenarios or a scenario source; ``None`` uses the
-            embedded synthetic scenarios (``num_scenarios`` per axis from ``scenario_seed``).
-        voice: turns actions into speech activity; default :class:`TextVoice`.
-        lead_in_s: silence before each scenario (the paper's 3 s).
-        text_card, audio_card: action space sizes (Moshi's 32000 and 2048).
-        acoustics: room reverb and noise applied to the user channel per episode.
-        axis_weights: relative weights of the axes when several are mixed (default: equal).
+            :class:`Axis` object (it scores, with its own settings), or a list of them.
+        scenarios: shorthand for ``config.scenarios``.
+        config: the env's settings (:class:`fdenv.config.EnvConfig`: scenarios, lead-in,
+            vocabulary sizes, acoustics, axis weights, voice).
         render_mode: ``"rgb_array"`` draws the episode's timeline.
+        **settings: any :class:`EnvConfig` field, overriding ``config``
+            (``gym.make(id, lead_in_s=2.0, text_card=512)``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 12.5}
@@ -105,30 +102,20 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         axis: str | Axis | list[str | Axis] = "TurnTaking",
         scenarios: ScenariosArg = None,
         *,
-        voice: Voice | None = None,
-        lead_in_s: float = DEFAULT_LEAD_IN_S,
-        text_card: int = TEXT_CARD,
-        audio_card: int = AUDIO_CARD,
-        num_scenarios: int = 64,
-        scenario_seed: int = 0,
-        acoustics: Acoustics | None = None,
-        axis_weights: dict[str, float] | None = None,
+        config: EnvConfig | None = None,
         render_mode: str | None = None,
+        **settings: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.observation_space, self.action_space = make_spaces(text_card, audio_card)
-        self.sampler = ScenarioSampler(
-            expand_axes(axis),
-            scenarios,
-            num_scenarios=num_scenarios,
-            scenario_seed=scenario_seed,
-            acoustics=acoustics,
-            axis_weights=axis_weights,
+        self.config = make_config(config, scenarios, settings)
+        self.observation_space, self.action_space = make_spaces(
+            self.config.text_card, self.config.audio_card
         )
-        self.voice = voice or TextVoice()
-        self._engine = DuplexEngine(1, self.voice, lead_in_s)
+        self.sampler = make_sampler(axis, self.config)
+        self.voice = self.config.make_voice()
+        self._engine = DuplexEngine(1, self.voice, self.config.lead_in_s)
         self._obs = np.zeros((1, FRAME_SIZE), dtype=np.float32)
         self._needs_reset = True
         self.last_episode: Episode | None = None
@@ -140,9 +127,9 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
+        super().reset(seed=None if seed is None else int(seed))
         scenario = self.sampler.sample(self.np_random, options)
-        stream = make_stream(scenario, self.lead_in_s, float((options or {}).get("context_s", 0)))
+        stream = make_stream(scenario, self.lead_in_s, context_seconds(options))
         self._engine.start(0, stream)
         self._needs_reset = False
         self.last_episode = None
@@ -172,9 +159,9 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         if terminated:
             self._needs_reset = True
             episode = self._engine.episode(0)
-            score = get_axis(episode.axis).score(episode)
+            score, final = score_episode(self.sampler.spec(episode.axis), episode)
             reward = score.reward
-            info |= final_info(episode, score)
+            info |= final
             self.last_episode = episode
         return self._engine.observe(self._obs)[0].copy(), reward, terminated, False, info
 
@@ -182,9 +169,53 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         """The current (or just finished) episode."""
         return self._engine.episode(0)
 
+    def partner_audio(self) -> dict[int, tuple[np.ndarray, int]]:
+        """The partner's side of the recorded context played before this episode's scenario,
+        with the frame it starts at (``{}`` without a context), keyed by env (0): what a policy
+        that plays the partner's part needs (see :class:`fdenv.agent.Agent`)."""
+        return stream_partners(self._engine.streams)
+
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        from fdenv.plotting import timeline_image
-
         return timeline_image(self.episode())
+
+
+def make_config(
+    config: EnvConfig | None, scenarios: ScenariosArg, settings: dict[str, Any]
+) -> EnvConfig:
+    """``config`` (default :class:`EnvConfig`) with the constructor's keyword settings."""
+    if scenarios is not None:
+        settings = {"scenarios": scenarios} | settings
+    return (config or EnvConfig()).replace(**settings)
+
+
+def make_sampler(axis: str | Axis | list[str | Axis], config: EnvConfig) -> ScenarioSampler:
+    return ScenarioSampler(
+        expand_axes(axis),
+        config.scenarios,
+        num_scenarios=config.num_scenarios,
+        scenario_seed=config.scenario_seed,
+        acoustics=config.acoustics,
+        axis_weights=config.axis_weights,
+    )
+
+
+def context_seconds(options: dict[str, Any] | None) -> float:
+    """``options["context_s"]`` as seconds; a ``ValueError`` for a value that is not a finite
+    number >= 0."""
+    value = (options or {}).get("context_s", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"options['context_s'] must be a number of seconds, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"options['context_s'] must be finite and >= 0 seconds, got {value}")
+    return float(value)
+
+
+def stream_partners(streams: Sequence[Stream | None]) -> dict[int, tuple[np.ndarray, int]]:
+    """Env -> (partner audio, first frame) for the streams that play a recorded context."""
+    return {
+        env: (stream.partner, stream.partner_frame)
+        for env, stream in enumerate(streams)
+        if stream is not None and stream.partner is not None
+    }

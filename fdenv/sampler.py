@@ -1,4 +1,9 @@
-"""Where an environment's scenarios come from, and how one is drawn per episode."""
+"""Where an environment's scenarios come from, and how one is drawn per episode.
+
+The sampler holds the env's axis objects: scenarios carry their axis by name (manifests, ids),
+and the name is resolved here, against the axes the env was given, never the global registry,
+so a configured axis (``UserInterruption(min_response_s=1.0)``) is the one that scores.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ import numpy as np
 from fdenv.audio.acoustics import Acoustics, augment
 from fdenv.axes import Axis
 from fdenv.manifest import Manifest
-from fdenv.registration import get_axis
 from fdenv.scenario import Scenario
 from fdenv.scenarios.synthetic import SyntheticScenarios
 
@@ -28,11 +32,9 @@ class ScenarioSource(Protocol):
 
 
 class ScenarioList:
-    """Scenarios held in memory (validated against their axes on construction)."""
+    """Scenarios held in memory (checked by the sampler against its axes)."""
 
     def __init__(self, scenarios: Sequence[Scenario]) -> None:
-        for scenario in scenarios:
-            get_axis(scenario.axis).validate(scenario)
         self._scenarios = list(scenarios)
 
     def __len__(self) -> int:
@@ -72,10 +74,18 @@ class ScenarioSampler:
         axis_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.acoustics = acoustics
+        self.specs: dict[str, Axis] = {a.name: a for a in axes}
+        if len(self.specs) != len(axes):
+            raise ValueError(f"two of the axes {axes} have the same name")
         self._choices: dict[str, list[tuple[ScenarioSource, int]]] = {}
         for source in self._sources(axes, scenarios, num_scenarios, scenario_seed):
             for index in range(len(source)):
-                self._choices.setdefault(source.axis_of(index), []).append((source, index))
+                axis = source.axis_of(index)
+                if axis not in self.specs:
+                    continue  # a set may hold other axes' scenarios; this env does not play them
+                if isinstance(source, ScenarioList):
+                    self._check(source[index])
+                self._choices.setdefault(axis, []).append((source, index))
         wanted = [a.name for a in axes]
         missing = [name for name in wanted if name not in self._choices]
         if len(axes) == 1 and missing:
@@ -84,13 +94,14 @@ class ScenarioSampler:
         if not self.axes:
             raise ValueError(f"none of the axes {wanted} has scenarios in {scenarios}")
         self._probabilities = _axis_probabilities(self.axes, axis_weights)
+        self._index: dict[str, tuple[ScenarioSource, int]] | None = None  # id -> where, on demand
 
     @staticmethod
     def _sources(
         axes: list[Axis], scenarios: ScenariosArg, num_scenarios: int, seed: int
     ) -> list[ScenarioSource]:
         if scenarios is None:
-            return [SyntheticScenarios(a.name, num_scenarios, seed) for a in axes]
+            return [SyntheticScenarios(a, num_scenarios, seed) for a in axes]
         if isinstance(scenarios, (str, Path)):
             return [Manifest(scenarios)]
         if isinstance(scenarios, ScenarioSource):
@@ -101,8 +112,7 @@ class ScenarioSampler:
         """The next episode's scenario; ``options["scenario"]`` (a Scenario or an id) pins it."""
         pinned = (options or {}).get("scenario")
         if isinstance(pinned, Scenario):
-            get_axis(pinned.axis).validate(pinned)
-            scenario = pinned
+            scenario = self._check(pinned)
         elif pinned is not None:
             scenario = self._by_id(str(pinned))
         else:
@@ -116,6 +126,21 @@ class ScenarioSampler:
             scenario, audio=audio, source=scenario.source | {"acoustics": applied}
         )
 
+    def spec(self, axis: str) -> Axis:
+        """The env's axis object called ``axis`` (the one that scores its scenarios)."""
+        try:
+            return self.specs[axis]
+        except KeyError:
+            raise ValueError(
+                f"a scenario of axis {axis!r} is not playable here; this env's axes are "
+                f"{list(self.specs)}"
+            ) from None
+
+    def _check(self, scenario: Scenario) -> Scenario:
+        """``scenario``, validated by the env's own axis of its name."""
+        self.spec(scenario.axis).validate(scenario)
+        return scenario
+
     def _draw_axis(self, rng: np.random.Generator) -> str:
         if len(self.axes) == 1:
             return self.axes[0]
@@ -128,11 +153,19 @@ class ScenarioSampler:
         return [source.id_of(index) for source, index in self._choices.get(axis, [])]
 
     def _by_id(self, scenario_id: str) -> Scenario:
-        for choices in self._choices.values():
-            for source, index in choices:
-                if source.id_of(index) == scenario_id:
-                    return source[index]
-        raise ValueError(f"options['scenario']: no scenario with id {scenario_id!r}")
+        if self._index is None:
+            self._index = {
+                source.id_of(index): (source, index)
+                for choices in self._choices.values()
+                for source, index in choices
+            }
+        if scenario_id not in self._index:
+            raise ValueError(
+                f"options['scenario']: no scenario with id {scenario_id!r} among this env's "
+                f"axes {list(self.specs)}"
+            )
+        source, index = self._index[scenario_id]
+        return source[index]
 
 
 def _axis_probabilities(axes: list[str], weights: Mapping[str, float] | None) -> np.ndarray | None:

@@ -17,14 +17,21 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from fdenv.audio.acoustics import Acoustics
 from fdenv.axes import Axis
-from fdenv.constants import AUDIO_CARD, DEFAULT_LEAD_IN_S, FRAME_SIZE, TEXT_CARD
+from fdenv.config import EnvConfig
+from fdenv.constants import FRAME_SIZE
 from fdenv.engine import DuplexEngine, make_stream
-from fdenv.env import check_actions, final_info, make_spaces
-from fdenv.registration import expand_axes, get_axis
-from fdenv.sampler import ScenarioSampler, ScenariosArg
-from fdenv.voice import TextVoice, Voice
+from fdenv.env import (
+    check_actions,
+    context_seconds,
+    make_config,
+    make_sampler,
+    make_spaces,
+    score_episode,
+    stream_partners,
+)
+from fdenv.episode import Episode
+from fdenv.sampler import ScenariosArg
 
 PER_GROUP = ("scenario", "context_s")
 """Reset options that may list one value per group."""
@@ -37,7 +44,8 @@ def _is_list(value: Any) -> bool:
 class FullDuplexVectorEnv(VectorEnv):
     """``num_envs`` conversations stepped together; see :class:`fdenv.env.FullDuplexEnv`.
 
-    Extra args:
+    Args as :class:`fdenv.env.FullDuplexEnv` (``axis``, ``scenarios``, ``config``, any
+    :class:`fdenv.config.EnvConfig` field as a keyword), and:
         group_size: consecutive envs that share a scenario (must divide ``num_envs``).
             ``reset(options={"scenario": s})`` pins every group to ``s`` (a Scenario or id);
             a list pins group ``g`` to its ``g``-th entry. ``options={"context_s": x}`` (or a
@@ -60,15 +68,9 @@ class FullDuplexVectorEnv(VectorEnv):
         *,
         group_size: int = 1,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        voice: Voice | None = None,
-        lead_in_s: float = DEFAULT_LEAD_IN_S,
-        text_card: int = TEXT_CARD,
-        audio_card: int = AUDIO_CARD,
-        num_scenarios: int = 64,
-        scenario_seed: int = 0,
-        acoustics: Acoustics | None = None,
-        axis_weights: dict[str, float] | None = None,
+        config: EnvConfig | None = None,
         render_mode: str | None = None,
+        **settings: Any,
     ) -> None:
         if num_envs < 1 or group_size < 1 or num_envs % group_size:
             raise ValueError(
@@ -82,19 +84,15 @@ class FullDuplexVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.num_envs = num_envs
         self.group_size = group_size
-        self.single_observation_space, self.single_action_space = make_spaces(text_card, audio_card)
+        self.config = make_config(config, scenarios, settings)
+        self.single_observation_space, self.single_action_space = make_spaces(
+            self.config.text_card, self.config.audio_card
+        )
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.sampler = ScenarioSampler(
-            expand_axes(axis),
-            scenarios,
-            num_scenarios=num_scenarios,
-            scenario_seed=scenario_seed,
-            acoustics=acoustics,
-            axis_weights=axis_weights,
-        )
-        self.voice = voice or TextVoice()
-        self._engine = DuplexEngine(num_envs, self.voice, lead_in_s)
+        self.sampler = make_sampler(axis, self.config)
+        self.voice = self.config.make_voice()
+        self._engine = DuplexEngine(num_envs, self.voice, self.config.lead_in_s)
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False
@@ -104,10 +102,14 @@ class FullDuplexVectorEnv(VectorEnv):
     def lead_in_s(self) -> float:
         return self._engine.lead_in_s
 
-    @property
-    def engine(self) -> DuplexEngine:
-        """The batched core (per-env episodes via ``engine.episode(i)``)."""
-        return self._engine
+    def episode(self, env: int) -> Episode:
+        """Env ``env``'s current (or just finished) episode."""
+        return self._engine.episode(env)
+
+    def partner_audio(self) -> dict[int, tuple[np.ndarray, int]]:
+        """Per env that plays a recorded context before its scenario: the partner's side of it
+        and the frame it starts at (see :meth:`fdenv.env.FullDuplexEnv.partner_audio`)."""
+        return stream_partners(self._engine.streams)
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
@@ -142,19 +144,20 @@ class FullDuplexVectorEnv(VectorEnv):
     def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, int):
-            return [seed + i for i in range(self.num_envs)]
-        if len(seed) != self.num_envs:
-            raise ValueError(f"got {len(seed)} seeds for {self.num_envs} envs")
-        return list(seed)
+        if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+            return [int(seed) + i for i in range(self.num_envs)]
+        if not isinstance(seed, list | tuple | np.ndarray) or len(seed) != self.num_envs:
+            raise ValueError(
+                f"seed must be an int or a list of {self.num_envs} ints or None, got {seed!r}"
+            )
+        return [None if s is None else int(s) for s in seed]
 
     def _start(self, env: int, infos: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         """Starts env's next episode; a group's first env draws the scenario for the group."""
         leader = env - env % self.group_size
         if env == leader:
             scenario = self.sampler.sample(self._rngs[leader], options)
-            context_s = float(options.get("context_s", 0.0))
-            self._stream = make_stream(scenario, self.lead_in_s, context_s)
+            self._stream = make_stream(scenario, self.lead_in_s, context_seconds(options))
         self._engine.start(env, self._stream)
         info = {
             "axis": self._stream.scenario.axis,
@@ -168,24 +171,23 @@ class FullDuplexVectorEnv(VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if not self._started:
             raise ResetNeeded("call reset() before step()")
-        batch = check_actions(actions, self.single_action_space.nvec)
-        if batch.shape[0] != self.num_envs:
-            raise ValueError(f"expected actions for {self.num_envs} envs, got {batch.shape[0]}")
+        batch = check_actions(actions, self.single_action_space.nvec, self.num_envs)
         restarting = self._autoreset.copy()
         result = self._engine.step(batch)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         infos: dict[str, Any] = {
-            "t": result.t,
+            "t": result.t.copy(),
             "user_speaking": result.user_speaking,
             "agent_speaking": result.agent_speaking,
         }
         for env in np.flatnonzero(result.done):
             episode = self._engine.episode(int(env))
-            score = get_axis(episode.axis).score(episode)
+            score, final = score_episode(self.sampler.spec(episode.axis), episode)
             rewards[env] = score.reward
-            infos = self._add_info(infos, final_info(episode, score), int(env))
+            infos = self._add_info(infos, final, int(env))
         for env in np.flatnonzero(restarting):
             infos = self._start(int(env), infos, {})
+            infos["t"][env] = -self._stream.lead_in_s  # the new episode's, not the old one's
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             self._autoreset = result.done.copy()
         truncations = np.zeros(self.num_envs, dtype=bool)

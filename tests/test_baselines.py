@@ -23,7 +23,7 @@ def play(agent: ScriptedAgent, axis: str, scenario):
     """One episode of ``scenario`` with the default TextVoice; returns (reward, info, episode)."""
     env = gym.make(f"FullDuplex-{axis}-v0", scenarios=[scenario])
     obs, _ = env.reset(seed=0)
-    agent.reset(1)
+    agent.start(1)
     done = False
     while not done:
         obs, reward, done, _, info = env.step(agent.act_one(obs))
@@ -107,7 +107,7 @@ def test_rule_agent_backchannels_once_per_silence_and_only_after_enough_speech()
 
 def test_rule_agent_stays_quiet_through_the_silent_lead_in():
     agent = RuleAgent()
-    agent.reset(2)
+    agent.start(2)
     silence = np.zeros((2, FRAME_SIZE), dtype=np.float32)
     actions = np.stack([agent.act(silence) for _ in range(100)])
     assert np.all(actions[..., 0] == PAD_ID)
@@ -129,15 +129,15 @@ def noise_frames(rng: np.random.Generator, num_envs: int, num_frames: int) -> np
 def test_batched_act_matches_per_env_act_including_resets():
     frames = noise_frames(np.random.default_rng(3), 4, 300)
     batched = RuleAgent()
-    batched.reset(4)
+    batched.start(4)
     singles = [RuleAgent() for _ in range(4)]
     for agent in singles:
-        agent.reset(1)
+        agent.start(1)
     words = 0
     for t, obs in enumerate(frames):
         if t == 150:  # env 2 starts a new episode
-            batched.reset_envs(np.array([False, False, True, False]))
-            singles[2].reset(1)
+            batched.reset(np.array([False, False, True, False]))
+            singles[2].start(1)
         actions = batched.act(obs)
         expected = np.stack([agent.act_one(o) for agent, o in zip(singles, obs, strict=True)])
         np.testing.assert_array_equal(actions, expected)
@@ -156,18 +156,18 @@ def test_agent_drives_the_vector_env_like_single_envs():
     )
     obs, _ = vec.reset(seed=0)
     agent = RuleAgent()
-    agent.reset(3)
+    agent.start(3)
     rewards = np.full(3, np.nan)
     while np.isnan(rewards).any():
         obs, reward, done, _, _ = vec.step(agent.act(obs))
         rewards[done] = reward[done]
         if done.any() and np.isnan(rewards).any():
             obs, _ = vec.reset(options={"reset_mask": done})
-            agent.reset_envs(done)
+            agent.reset(done)
     single = gym.make(env_id, num_scenarios=4)
     for seed in range(3):
         obs, _ = single.reset(seed=seed)
-        agent.reset(1)
+        agent.start(1)
         done = False
         while not done:
             obs, reward, done, _, _ = single.step(agent.act_one(obs))
@@ -177,7 +177,7 @@ def test_agent_drives_the_vector_env_like_single_envs():
 @pytest.mark.parametrize("agent", [SilentAgent(), AlwaysTalkAgent(), RuleAgent()])
 def test_actions_fit_the_action_space(agent):
     env = gym.make("FullDuplex-TurnTaking-v0", num_scenarios=1)
-    agent.reset(5)
+    agent.start(5)
     actions = agent.act(np.zeros((5, FRAME_SIZE), dtype=np.float32))
     assert actions.dtype == np.int64 and actions.shape == (5, 9)
     assert all(env.action_space.contains(a) for a in actions)
@@ -186,11 +186,11 @@ def test_actions_fit_the_action_space(agent):
 
 def test_bad_inputs_are_refused():
     agent = SilentAgent()
-    agent.reset(2)
+    agent.start(2)
     with pytest.raises(ValueError, match="shape"):
         agent.act(np.zeros((3, FRAME_SIZE)))
     with pytest.raises(ValueError, match="mask"):
-        agent.reset_envs(np.array([True]))
+        agent.reset(np.array([True]))
     with pytest.raises(ValueError, match="word token"):
         SilentAgent(word_id=PAD_ID)
     with pytest.raises(ValueError, match="word_every"):

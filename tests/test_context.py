@@ -120,10 +120,11 @@ def test_policy_plays_the_partner_and_only_the_scenario_is_trainable(scenario):
         audio_card=models.audio_card,
     )
     result = rollout(policy, env, seed=0, options={"context_s": [1.0, 0.0]})
-    stream = env.engine.streams[0]
+    audio, first = env.partner_audio()[0]
+    assert 1 not in env.partner_audio()  # no context asked for env 1
     with torch.no_grad():
-        partner = models.mimi.encode(torch.as_tensor(stream.partner)[None, None])[0, :8]
-    first, frames = stream.partner_frame, partner.shape[1]
+        partner = models.mimi.encode(torch.as_tensor(audio)[None, None])[0, :8]
+    frames = partner.shape[1]
     # sequence frame j holds what was said in stream frame j + 1
     said = result.codes[0, :, first - 1 : first - 1 + frames]
     torch.testing.assert_close(said[1:9], partner)

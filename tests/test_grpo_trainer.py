@@ -1,5 +1,6 @@
 """The GRPO trainer end to end on a tiny random Moshi and a throwaway axis with a graded reward."""
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,6 +13,7 @@ from agents.grpo.trainer import GRPOConfig, GRPOTrainer
 from agents.moshi.models import tiny_models
 from agents.moshi.rollout import rollout
 from fdenv import Axis, AxisScore, register_axis
+from fdenv.config import EnvConfig
 from fdenv.constants import PAD_ID
 from fdenv.registration import unregister_axis
 from fdenv.timeline import total_duration
@@ -54,6 +56,9 @@ def hesitant_models(seed: int):
 
 
 def config(**overrides) -> GRPOConfig:
+    """A small run; overrides that are env settings (``scenarios``, ...) go to ``env``."""
+    env_fields = {f.name for f in dataclasses.fields(EnvConfig)}
+    env = {k: overrides.pop(k) for k in list(overrides) if k in env_fields}
     settings = dict(
         axes=("Quiet",),
         iterations=3,
@@ -62,7 +67,7 @@ def config(**overrides) -> GRPOConfig:
         rollouts_per_update=2,
         lr=1e-3,
         warmup_iterations=0,
-        num_scenarios=2,
+        env=EnvConfig(num_scenarios=2, scenario_seed=1).replace(**env),
         eval_every=100,
         eval_episodes=2,
         checkpoint_every=1,

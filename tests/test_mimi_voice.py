@@ -150,6 +150,6 @@ def test_vector_env_decodes_every_env(mimi):
     for _ in range(10):
         env.step(env.action_space.sample())
     for i in range(4):
-        episode = env.engine.episode(i)
+        episode = env.episode(i)
         assert episode.agent_audio.shape == (10 * FRAME_SIZE,)
-    assert not np.allclose(env.engine.episode(0).agent_audio, env.engine.episode(1).agent_audio)
+    assert not np.allclose(env.episode(0).agent_audio, env.episode(1).agent_audio)

@@ -6,6 +6,7 @@ import pytest
 from fdenv.audio.vad import SileroVAD
 from fdenv.constants import SAMPLE_RATE
 from fdenv.manifest import Manifest, write_manifest
+from fdenv.registration import get_axis
 from fdenv.scenarios.synthetic import SyntheticScenarios, make_scenario
 from fdenv.timeline import merge, total_duration
 
@@ -14,10 +15,10 @@ AXES = ["PauseHandling", "TurnTaking", "Backchannel", "UserInterruption"]
 
 @pytest.mark.parametrize("axis", AXES)
 def test_same_seed_same_scenario_other_seed_other_scenario(axis):
-    a, b = make_scenario(axis, 0, 3), make_scenario(axis, 0, 3)
+    a, b = make_scenario(get_axis(axis), 0, 3), make_scenario(get_axis(axis), 0, 3)
     np.testing.assert_array_equal(a.audio, b.audio)
     assert a.labels_json() == b.labels_json()
-    assert not np.array_equal(a.audio, make_scenario(axis, 1, 3).audio)
+    assert not np.array_equal(a.audio, make_scenario(get_axis(axis), 1, 3).audio)
 
 
 def utterance_bounds(scenario):
@@ -27,7 +28,7 @@ def utterance_bounds(scenario):
 
 @pytest.mark.parametrize("index", range(6))
 def test_pause_scenarios_meet_the_mining_definition(index):
-    s = make_scenario("PauseHandling", 0, index)
+    s = make_scenario(get_axis("PauseHandling"), 0, index)
     (utterance,) = utterance_bounds(s)  # one utterance ...
     assert utterance.duration >= 4.0  # ... of at least tau_min = 4 s ...
     assert s.pauses and all(0.0 < p.duration <= 1.0 for p in s.pauses)  # ... with pauses <= 1 s
@@ -38,7 +39,7 @@ def test_pause_scenarios_meet_the_mining_definition(index):
 
 @pytest.mark.parametrize("index", range(6))
 def test_turn_taking_scenarios_leave_room_to_answer(index):
-    s = make_scenario("TurnTaking", 0, index)
+    s = make_scenario(get_axis("TurnTaking"), 0, index)
     (utterance,) = utterance_bounds(s)
     assert utterance.duration >= 5.0
     assert s.turn_end == pytest.approx(utterance.end)
@@ -48,7 +49,7 @@ def test_turn_taking_scenarios_leave_room_to_answer(index):
 
 @pytest.mark.parametrize("index", range(6))
 def test_backchannel_truth_lies_in_gaps_of_a_long_utterance(index):
-    s = make_scenario("Backchannel", 0, index)
+    s = make_scenario(get_axis("Backchannel"), 0, index)
     (utterance,) = utterance_bounds(s)
     assert utterance.duration >= 5.0
     assert s.backchannels
@@ -59,7 +60,7 @@ def test_backchannel_truth_lies_in_gaps_of_a_long_utterance(index):
 
 @pytest.mark.parametrize("index", range(6))
 def test_interruption_scenarios_follow_x_y_x(index):
-    s = make_scenario("UserInterruption", 0, index)
+    s = make_scenario(get_axis("UserInterruption"), 0, index)
     first, second = utterance_bounds(s)
     assert first.duration >= 3.0 and second.duration >= 3.0
     assert s.interruption == pytest.approx(second)
@@ -69,7 +70,7 @@ def test_interruption_scenarios_follow_x_y_x(index):
 
 
 def test_transcripts_carry_word_times_inside_the_speech():
-    s = make_scenario("TurnTaking", 0, 0)
+    s = make_scenario(get_axis("TurnTaking"), 0, 0)
     assert len(s.transcripts) == len(s.user_speech)
     for utterance, speech in zip(s.transcripts, s.user_speech, strict=True):
         assert utterance.words and utterance.text
@@ -81,7 +82,7 @@ def test_silero_hears_speech_where_the_labels_say(axis):
     """Silero on the synthetic audio agrees with the constructed labels frame by frame."""
     vad = SileroVAD()
     for index in range(3):
-        s = make_scenario(axis, 0, index)
+        s = make_scenario(get_axis(axis), 0, index)
         heard = vad.speech_intervals(s.audio)
         labelled = total_duration(s.user_speech)
         overlap = sum(
@@ -96,7 +97,7 @@ def test_silero_hears_speech_where_the_labels_say(axis):
 
 
 def test_pool_is_lazy_indexable_and_named():
-    pool = SyntheticScenarios("Backchannel", size=3, seed=5)
+    pool = SyntheticScenarios(get_axis("Backchannel"), size=3, seed=5)
     assert len(pool) == 3 and pool.id_of(2) == "Backchannel-s5-000002"
     assert pool[2].id == "Backchannel-s5-000002"
     with pytest.raises(IndexError):
@@ -104,7 +105,7 @@ def test_pool_is_lazy_indexable_and_named():
 
 
 def test_manifest_round_trip(tmp_path):
-    scenarios = [make_scenario(axis, 0, 0) for axis in AXES]
+    scenarios = [make_scenario(get_axis(axis), 0, 0) for axis in AXES]
     write_manifest(tmp_path, scenarios)
     manifest = Manifest(tmp_path)
     assert len(manifest) == 4 and manifest.axis_of(3) == "UserInterruption"

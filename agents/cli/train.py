@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
+from agents.evaluate import HELD_OUT_SEED
 from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig
 from agents.moshi.export import export_checkpoint
 from agents.moshi.lora import add_lora
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
-from agents.moshi.rollout import play_episode
 from agents.report import (
     metrics_markdown,
     plot_metrics,
@@ -36,6 +36,11 @@ from agents.report import (
     results_from_json,
     summary_table,
 )
+from fdenv.axes import Axis
+from fdenv.config import EnvConfig, plain
+from fdenv.env import FullDuplexEnv
+from fdenv.play import play
+from fdenv.wrappers import RecordEpisode
 
 
 def build_models(args: argparse.Namespace) -> MoshiModels:
@@ -102,6 +107,8 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
                 values[key] = tuple(values[key])
         if values.get("judge") is not None:
             values["judge"] = JudgeConfig(**values["judge"])
+        if "env" in values:
+            values["env"] = GRPOConfig().env.replace(**values["env"])
     flags = {
         "axes": tuple(args.axes) if args.axes else None,
         "iterations": args.iterations,
@@ -112,36 +119,26 @@ def load_config(args: argparse.Namespace) -> GRPOConfig:
         "lora_rank": args.lora_rank,
         "eval_episodes": args.eval_episodes,
         "seed": args.seed,
-        "scenarios": None if args.scenarios is None else str(args.scenarios),
         "fsdp": args.fsdp or None,
         "judge": judge_config(args),
     }
     values |= {k: v for k, v in flags.items() if v is not None}
-    return GRPOConfig(**values)
+    config = GRPOConfig(**values)
+    if args.scenarios is not None:
+        config = dataclasses.replace(config, env=config.env.replace(scenarios=str(args.scenarios)))
+    return config
 
 
-def record_examples(policy: MoshiPolicy, axes: tuple[str, ...], folder: Path) -> list[Path]:
+def record_examples(
+    policy: MoshiPolicy, axes: list[Axis], env: EnvConfig, folder: Path
+) -> list[Path]:
     """One recorded held-out episode per axis (stereo WAV, JSON, timeline PNG)."""
-    import gymnasium as gym
-
-    from agents.evaluate import HELD_OUT_SEED
-    from fdenv.registration import env_id
-    from fdenv.wrappers import RecordEpisode
-
+    held_out = env.replace(text_card=policy.text_card, num_scenarios=4, scenario_seed=HELD_OUT_SEED)
     paths: list[Path] = []
     for axis in axes:
-        env = RecordEpisode(
-            gym.make(
-                env_id(axis),
-                text_card=policy.text_card,
-                num_scenarios=4,
-                scenario_seed=HELD_OUT_SEED,
-            ),
-            folder,
-            prefix=axis,
-        )
-        play_episode(policy, env, seed=0)
-        paths += env.paths
+        recorder = RecordEpisode(FullDuplexEnv(axis, config=held_out), folder, prefix=axis.name)
+        play(policy, recorder, seed=0)
+        paths += recorder.paths
     return paths
 
 
@@ -204,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         if trainer.rank > 0:
             return 0
         models, policy = trainer.models, trainer.policy
-    (args.out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    (args.out / "config.json").write_text(json.dumps(plain(config), indent=2))
     evals = [r["eval"] for r in trainer.history if "eval" in r]
     before, after = results_from_json(evals[0]), results_from_json(evals[-1])
     compared = {"before": before, "after": after}
@@ -212,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(table)
     plot_rewards(trainer.history, args.out / "reward_curve.png")
     plot_metrics(compared, args.out / "metrics.png")
-    record_examples(policy, config.axes, args.out / "episodes")
+    record_examples(policy, trainer.axes, trainer.eval_env, args.out / "episodes")
     export_checkpoint(models, args.out / "moshi_checkpoint")
-    print(f"\nheld-out reward per axis ({after[config.axes[0]].episodes} episodes each, 95% CI):")
+    episodes = next(iter(after.values())).episodes
+    print(f"\nheld-out reward per axis ({episodes} episodes each, 95% CI):")
     print(table)
     print(
         f"\nwrote {args.out}: summary.md, reward_curve.png, metrics.png, log.jsonl, episodes/, "

@@ -25,7 +25,9 @@ from moshi.quantization.core_vq import EuclideanCodebook
 
 from agents.moshi.tokenizer import TINY_VOCAB, cache_dir, tiny_tokenizer
 from fdenv.atomic import atomic_path
+from fdenv.axes import TurnTaking
 from fdenv.constants import FRAME_SIZE
+from fdenv.scenarios.synthetic import make_scenario
 
 MOSHI_DELAYS = [0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1]
 
@@ -134,11 +136,9 @@ def fit_codebooks(mimi: MimiModel, seed: int) -> None:
     """
     path = cache_dir() / f"tiny_mimi_codebooks_v3_seed{seed}.pt"
     if path.is_file():
-        mimi.quantizer.load_state_dict(torch.load(path, map_location="cpu"))
+        mimi.quantizer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return
-    from fdenv.scenarios.synthetic import make_scenario
-
-    audio = np.concatenate([make_scenario("TurnTaking", seed, i).audio for i in range(12)])
+    audio = np.concatenate([make_scenario(TurnTaking(), seed, i).audio for i in range(12)])
     device = next(mimi.parameters()).device
     frames = torch.as_tensor(audio[: len(audio) // FRAME_SIZE * FRAME_SIZE], device=device)
     with torch.no_grad(), one_thread():

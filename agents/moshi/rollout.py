@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 
 from agents.moshi.policy import MoshiPolicy
 from fdenv.constants import FRAME_S
 from fdenv.episode import Episode
+from fdenv.play import play
 from fdenv.vector import FullDuplexVectorEnv
 
 
@@ -49,63 +49,29 @@ def rollout(
     seed: int | None = None,
     options: dict[str, Any] | None = None,
 ) -> Rollout:
-    """Plays one episode per env of ``env`` (made with ``autoreset_mode="Disabled"``).
+    """Plays one episode per env of ``env`` (made with ``autoreset_mode="Disabled"``) with
+    :func:`fdenv.play.play`, and keeps what the policy produced for scoring.
 
     ``options`` go to ``env.reset``; with ``context_s`` the policy plays the partner's side of
     each recorded context, and only frames of the scenario itself are marked trainable.
     """
-    if env.metadata["autoreset_mode"] != AutoresetMode.DISABLED:
-        raise ValueError("rollout needs a vector env made with autoreset_mode='Disabled'")
     policy.check_env(env)
-    n = env.num_envs
-    obs, _ = env.reset(seed=seed, options=options)
-    streams = [env.engine.streams[i] for i in range(n)]
-    partners = {
-        i: (s.partner, s.partner_frame)
-        for i, s in enumerate(streams)
-        if s is not None and s.partner is not None
-    }
-    policy.start(n, partners)
-    rewards = np.zeros(n)
-    terms: list[dict[str, float]] = [{} for _ in range(n)]
-    steps = np.zeros(n, dtype=np.int64)
-    finished = np.zeros(n, dtype=bool)
-    while not finished.all():
-        actions = policy.act(obs)
-        obs, reward, terminated, _, info = env.step(actions)
-        steps[~finished] += 1
-        for i in np.flatnonzero(terminated):
-            rewards[i] = reward[i]
-            terms[i] = {k: float(v[i]) for k, v in info["reward_terms"].items() if k[0] != "_"}
-        finished |= terminated
-    policy.stop()
-    episodes = [env.engine.episode(i) for i in range(n)]
+    played = play(policy, env, seed=seed, options=options)
     codes, lengths = policy.sequences()
-    lengths = torch.minimum(lengths, torch.as_tensor(steps - 1))
+    lengths = torch.minimum(lengths, torch.as_tensor(played.steps - 1))
     frames = torch.arange(codes.shape[2])
-    played = frames[None, :] < lengths[:, None]  # [B, T]; idle steps after an episode are not
-    codes = torch.where(played[:, None, :].to(codes.device), codes, policy.models.lm.zero_token_id)
+    in_episode = frames[None, :] < lengths[:, None]  # [B, T]; idle steps after an episode are not
+    codes = torch.where(
+        in_episode[:, None, :].to(codes.device), codes, policy.models.lm.zero_token_id
+    )
     # Moshi frame j is spoken in env frame j + 1; train the frames that reach the scenario
-    lead_in = torch.tensor([e.lead_in_s for e in episodes])
-    trainable = played & ((frames[None, :] + 2) * FRAME_S > lead_in[:, None])
-    names = sorted({k for t in terms for k in t})
+    lead_in = torch.tensor([e.lead_in_s for e in played.episodes])
+    trainable = in_episode & ((frames[None, :] + 2) * FRAME_S > lead_in[:, None])
     return Rollout(
-        rewards=rewards,
-        reward_terms={k: np.array([t.get(k, np.nan) for t in terms]) for k in names},
-        episodes=episodes,
+        rewards=played.rewards,
+        reward_terms=played.reward_terms,
+        episodes=played.episodes,
         codes=codes,
         lengths=lengths,
         trainable=trainable.to(codes.device),
     )
-
-
-def play_episode(policy: MoshiPolicy, env, seed: int | None = None) -> tuple[float, dict[str, Any]]:
-    """Plays one episode of a single (possibly wrapped) env at batch size 1, for recordings;
-    returns the episode's reward and last info."""
-    obs, _ = env.reset(seed=seed)
-    policy.start(1)
-    done = False
-    while not done:
-        obs, reward, done, _, info = env.step(policy.act(obs[None])[0])
-    policy.stop()
-    return float(reward), info

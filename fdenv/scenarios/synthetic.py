@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,17 @@ from fdenv.audio.espeak import SpeakerStyle, get_engine, random_style
 from fdenv.constants import SAMPLE_RATE
 from fdenv.scenario import Scenario, Utterance, Word
 from fdenv.timeline import Interval
+
+
+class SynthesizingAxis(Protocol):
+    """What synthesis needs of an axis (:class:`fdenv.axes.Axis` has it); a protocol, because
+    the axes build their scenarios from this module."""
+
+    name: str
+
+    def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario: ...
+
+    def validate(self, scenario: Scenario) -> None: ...
 
 
 class UserTrack:
@@ -94,15 +106,14 @@ class SyntheticScenarios:
     """A fixed-size, lazily built set of synthetic scenarios of one axis.
 
     Scenario ``i`` depends only on ``(axis, seed, i)``, so a set can be rebuilt anywhere, and a
-    held-out set is the same generator with another seed.
+    held-out set is the same generator with another seed. The axis object synthesises (its
+    settings, such as a pause axis' utterance length, shape the scenarios).
     """
 
-    def __init__(self, axis: str, size: int = 64, seed: int = 0) -> None:
-        from fdenv.registration import get_axis
-
+    def __init__(self, axis: SynthesizingAxis, size: int = 64, seed: int = 0) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
-        self.axis = get_axis(axis)
+        self.axis = axis
         self.size = size
         self.seed = seed
         self._cache: dict[int, Scenario] = {}
@@ -120,20 +131,17 @@ class SyntheticScenarios:
         if not 0 <= index < self.size:
             raise IndexError(f"scenario index {index} outside [0, {self.size})")
         if index not in self._cache:
-            self._cache[index] = make_scenario(self.axis.name, self.seed, index)
+            self._cache[index] = make_scenario(self.axis, self.seed, index)
         return self._cache[index]
 
 
-def make_scenario(axis: str, seed: int, index: int) -> Scenario:
+def make_scenario(axis: SynthesizingAxis, seed: int, index: int) -> Scenario:
     """Synthesises scenario ``index`` of ``axis`` for ``seed`` (the unit of work of every pool)."""
-    from fdenv.registration import get_axis
-
-    spec = get_axis(axis)
-    rng = np.random.default_rng([seed, index, _stable_hash(spec.name)])
-    scenario = spec.synthesize(rng, synthetic_id(spec.name, seed, index))
+    rng = np.random.default_rng([seed, index, _stable_hash(axis.name)])
+    scenario = axis.synthesize(rng, synthetic_id(axis.name, seed, index))
     scenario.source.setdefault("seed", seed)
     scenario.source.setdefault("index", index)
-    spec.validate(scenario)
+    axis.validate(scenario)
     return scenario
 
 

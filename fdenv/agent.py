@@ -1,0 +1,37 @@
+"""The agent protocol: what :func:`fdenv.play.play` (and so evaluation, rollouts, recordings and
+benchmark exports) asks of a policy.
+
+An agent acts for a batch of envs at once, 80 ms per call, and keeps its streaming state per
+env: Moshi's KV cache, a scripted agent's counters. The batch is fixed between :meth:`start`
+and :meth:`stop`; :meth:`reset` restarts some envs of it (a vector env's autoreset, a GRPO group
+that starts over).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Partners = Mapping[int, tuple[np.ndarray, int]]
+"""Env -> (the partner's side of a recorded context, the stream frame it starts at), for agents
+that play the partner's part over a context (the paper's context curriculum); see
+:meth:`fdenv.env.FullDuplexEnv.partner_audio`."""
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A batched streaming policy: user frames ``[N, 1920]`` in, actions ``[N, 9]`` out."""
+
+    def start(self, num_envs: int, partners: Partners | None = None) -> None:
+        """Begins a batch of ``num_envs`` episodes, every env at the start of its episode."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """One frame for every env of the batch: observations ``[N, 1920]`` -> int64 ``[N, 9]``."""
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Restarts the episodes of the envs where ``mask`` (bool ``[N]``) is true."""
+
+    def stop(self) -> None:
+        """Ends the batch (frees streaming state)."""
