@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from fdenv.agent import Agent
+from fdenv.agent import Agent, action_sizes
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig
 from fdenv.env import make_sampler
@@ -162,7 +162,7 @@ def evaluate(
         scenario_seed=scenario_seed,
         num_scenarios=episodes,
         **({} if scenarios is None else {"scenarios": scenarios}),
-        **_vocabulary(policy),
+        **action_sizes(policy),
     )
     results = {}
     for spec in expand_axes(list(axes)):
@@ -180,13 +180,6 @@ def evaluate(
             dict(spec.metric_directions),
         )
     return results
-
-
-def _vocabulary(policy: Agent) -> dict[str, int]:
-    """The env's action sizes for ``policy``: a model's vocabularies where it has them."""
-    sizes = {"text_card": getattr(policy, "text_card", None)}
-    sizes["audio_card"] = getattr(policy, "audio_card", None)
-    return {k: v for k, v in sizes.items() if v is not None}
 
 
 def compare(

@@ -35,3 +35,10 @@ class Agent(Protocol):
 
     def stop(self) -> None:
         """Ends the batch (frees streaming state)."""
+
+
+def action_sizes(agent: object) -> dict[str, int]:
+    """The env settings ``text_card``/``audio_card`` an agent needs: its model's vocabulary
+    sizes where it has them (a Moshi policy), nothing otherwise (a scripted agent fits any)."""
+    sizes = {name: getattr(agent, name, None) for name in ("text_card", "audio_card")}
+    return {name: int(size) for name, size in sizes.items() if size is not None}

@@ -17,31 +17,35 @@ the last one zero-padded. It writes next to the input:
   has one (the token id otherwise). For an interruption sample, only words after the
   interruption's end are written, as the benchmark's ASR only hears the audio after it.
 
-Many samples play at once in one batched engine, like the env's vector rollouts.
+Many samples play at once, in one vector env stepped by :func:`fdenv.play.play`, as in
+evaluation. The recordings carry no labels, so they play on the :class:`Playback` axis, which
+scores nothing. The caller seeds its agent's randomness (``torch.manual_seed`` for Moshi).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from agents.baselines import ScriptedAgent
-from agents.evaluate import Agent
-from agents.moshi.policy import MoshiPolicy
+from fdenv.agent import Agent, action_sizes
 from fdenv.atomic import atomic_path
 from fdenv.audio.io import read_mono, resample, write_audio
-from fdenv.constants import DEFAULT_LEAD_IN_S, FRAME_SIZE, SAMPLE_RATE
-from fdenv.engine import DuplexEngine, make_stream
+from fdenv.axes import Axis, AxisScore
+from fdenv.config import EnvConfig
+from fdenv.constants import DEFAULT_LEAD_IN_S, SAMPLE_RATE
 from fdenv.episode import Episode
 from fdenv.fdbench.metrics import cut_words, episode_words, read_interruption
 from fdenv.fdbench.samples import Sample, find_samples
+from fdenv.play import play
 from fdenv.scenario import Scenario, Word
-from fdenv.voice import MimiVoice, TextVoice, Voice
+from fdenv.vector import FullDuplexVectorEnv
+from fdenv.voice import Voice
 
 OUTPUT_WAV = "output.wav"
 OUTPUT_JSON = "output.json"
@@ -76,55 +80,67 @@ def sample_words(sample: Sample, episode: Episode) -> list[Word]:
     return words
 
 
-def play_samples(
-    agent: Agent, scenarios: Sequence[Scenario], voice: Voice, lead_in_s: float
-) -> list[Episode]:
-    """One episode per scenario, all stepped together until the longest ends."""
-    engine = DuplexEngine(len(scenarios), voice, lead_in_s)
-    for env, scenario in enumerate(scenarios):
-        engine.start(env, make_stream(scenario, lead_in_s))
-    if isinstance(agent, MoshiPolicy):
-        agent.start(len(scenarios))
-    else:
-        agent.reset(len(scenarios))
-    frames = np.zeros((len(scenarios), FRAME_SIZE), dtype=np.float32)
-    while engine.running.any():
-        engine.step(agent.act(engine.observe(frames)))
-    if isinstance(agent, MoshiPolicy):
-        agent.stop()
-    return [engine.episode(env) for env in range(len(scenarios))]
+@dataclass(frozen=True)
+class Playback(Axis):
+    """Plays a given recording and scores nothing: the axis of unlabelled benchmark inputs (not
+    registered, so it makes no env id)."""
+
+    name: ClassVar[str] = "Playback"
+
+    def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
+        raise ValueError("the Playback axis plays given recordings; it synthesises none")
+
+    def score(self, episode: Episode) -> AxisScore:
+        return AxisScore(terms={})
+
+
+def play_samples(agent: Agent, scenarios: Sequence[Scenario], config: EnvConfig) -> list[Episode]:
+    """One episode per scenario (each of the :class:`Playback` axis), all stepped together."""
+    env = FullDuplexVectorEnv(
+        len(scenarios),
+        Playback(),
+        autoreset_mode="Disabled",
+        config=config.replace(scenarios=list(scenarios)),
+    )
+    played = play(agent, env, options={"scenario": [s.id for s in scenarios]})
+    env.close()
+    return played.episodes
 
 
 def export_folder(
     agent: Agent,
     root: str | Path,
     *,
+    voice: Voice | None = None,
+    decode: Callable[[int], str] | None = None,
     lead_in_s: float = DEFAULT_LEAD_IN_S,
     batch_size: int = 8,
-    seed: int = 0,
     progress: bool = False,
 ) -> list[Path]:
     """Writes ``output.wav`` and ``output.json`` into every sample folder under ``root``;
-    returns the sample folders. Deterministic for a ``seed`` and ``batch_size``."""
+    returns the sample folders. ``voice`` makes the agent's audio (e.g.
+    ``MimiVoice(models.mimi)``; the default :class:`fdenv.voice.TextVoice` makes none, so
+    ``output.wav`` is silence) and ``decode`` turns a text token into its text (a tokenizer's
+    ``decode``; the default writes token ids). Deterministic for a seeded agent and a
+    ``batch_size``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(agent, Agent):
+        raise TypeError(
+            f"agent must follow fdenv.agent.Agent (start, act, reset, stop), got {type(agent)}"
+        )
     samples = find_samples(root)
     if not samples:
         raise FileNotFoundError(f"{root}: no sample folder with an input.wav")
-    moshi = isinstance(agent, MoshiPolicy)
-    if not moshi and not isinstance(agent, ScriptedAgent):
-        raise TypeError(f"agent must be a MoshiPolicy or a ScriptedAgent, got {type(agent)}")
-    voice = MimiVoice(agent.models.mimi) if moshi else TextVoice()
-    decode = agent.models.tokenizer.decode if moshi else None
-    torch.manual_seed(seed)
+    config = EnvConfig(lead_in_s=lead_in_s, voice=voice or "text", **action_sizes(agent))
     batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     for batch in tqdm(batches, desc="exporting", unit="batch", disable=not progress):
         inputs = [read_mono(s.input) for s in batch]
         scenarios = [
-            Scenario(s.name, s.axis or "Backchannel", resample(a, rate, SAMPLE_RATE), [])
-            for s, (a, rate) in zip(batch, inputs, strict=True)
+            Scenario(str(i), Playback.name, resample(audio, rate, SAMPLE_RATE), [])
+            for i, (audio, rate) in enumerate(inputs)
         ]
-        episodes = play_samples(agent, scenarios, voice, lead_in_s)
+        episodes = play_samples(agent, scenarios, config)
         for sample, (audio, rate), episode in zip(batch, inputs, episodes, strict=True):
             write_audio(sample.folder / OUTPUT_WAV, output_audio(episode, len(audio), rate), rate)
             record = asr_json(sample_words(sample, episode), decode)
