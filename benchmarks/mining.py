@@ -1,12 +1,12 @@
 """Mining throughput: conversation hours labelled per minute per core, and the cost per scenario.
 
-Targets (DESIGN.md section 4): >= 5,000x real time per core where the corpus ships VAD
-intervals, >= 300x with Silero. Mining has two passes (fdenv/mining/): labelling scans every
-conversation (VAD, utterances, candidates: this is what grows with corpus hours), cutting reads
-and writes only the chosen scenarios (at most 2,000 per axis whatever the corpus size), so the
-two are timed apart. Real time counts conversation seconds (one hour of a two-party
-conversation is one hour, although it holds two hours of channels). Also: RIR bank build time
-and augmentation cost per scenario.
+Targets: >= 5,000x real time per core where the corpus ships VAD intervals, >= 300x with
+Silero. Mining has two passes (fdenv/mining/): labelling scans every conversation (VAD,
+utterances, candidates: this is what grows with corpus hours), cutting reads and writes only the
+chosen scenarios (at most 2,000 per axis whatever the corpus size), so the two are timed apart.
+Real time counts conversation seconds (one hour of a two-party conversation is one hour,
+although it holds two hours of channels). Also: RIR bank build time and augmentation cost per
+scenario.
 
 The corpus is the test suite's 40 s espeak conversation (tests/mining_corpus.py) tiled to
 ``--minutes`` per conversation, written in the Seamless Interaction layout (48 kHz WAV + JSON).

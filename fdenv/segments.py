@@ -1,9 +1,10 @@
 """Who speaks when in a two-party conversation, and the segments axes mine from it.
 
-Definitions (REFERENCE.md section 1, "Segment mining"): a VAD on each channel gives
-inter-pausal units (IPUs); a silence longer than ``max_pause_s`` (1.0 s) ends an utterance, and
-a silence of at most that inside an utterance is a pause. Each axis turns these labels into
-:class:`Segment` records with :meth:`fdenv.axes.Axis.mine`; :mod:`fdenv.mining` cuts the audio.
+Definitions (Ohashi et al. 2026, arXiv 2606.11167, section "Segment mining"): a VAD on each
+channel gives inter-pausal units (IPUs); a silence longer than ``max_pause_s`` (1.0 s) ends an
+utterance, and a silence of at most that inside an utterance is a pause. Each axis turns these
+labels into :class:`Segment` records with :meth:`fdenv.axes.Axis.mine`; :mod:`fdenv.mining`
+cuts the audio.
 Times here are seconds from the start of the conversation.
 """
 

@@ -4,7 +4,9 @@ Mining runs VAD over hours of audio, so it has batched variants: :class:`Batched
 (many 16 kHz streams per model call) and :class:`WebRTCVAD` (much cheaper, coarser).
 
 Both return :class:`~fdenv.timeline.Interval` lists in seconds, the currency of axes and
-metrics, whatever the input rate.
+metrics, whatever the input rate. Silero and WebRTC come with the ``vad`` extra (torch,
+silero-vad, webrtcvad-wheels) and are imported on first use, so the environments, which need
+neither, install and import without torch.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ import numpy as np
 
 from fdenv.audio.io import check_mono, resample
 from fdenv.constants import FRAME_S, SAMPLE_RATE
+from fdenv.optional import require
 from fdenv.timeline import Interval, clip, frame_runs, merge
 
 SILERO_RATE = 16_000
 """Rate Silero runs at; other rates are resampled with fdenv's own resampler."""
 SILERO_CHUNK = 512
 """Samples per Silero model call at 16 kHz (32 ms)."""
+SILERO_NEEDS = "Silero VAD needs torch and silero-vad"
+"""What :func:`~fdenv.optional.require` says when either is missing (the ``vad`` extra)."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,13 @@ def _silero() -> tuple[Any, Callable[..., list[dict[str, int]]]]:
     Importing ``silero_vad`` calls ``torch.set_num_threads(1)``, which would silently slow
     every other torch computation in the process (the policy, Moshi).
     """
-    import torch
-
+    torch = require("torch", SILERO_NEEDS, "vad")
     threads = torch.get_num_threads()
     try:
-        from silero_vad import get_speech_timestamps, load_silero_vad
-
+        silero_vad = require("silero_vad", SILERO_NEEDS, "vad")
         with warnings.catch_warnings():  # its use of importlib.resources.path is deprecated
             warnings.simplefilter("ignore", DeprecationWarning)
-            return load_silero_vad(), get_speech_timestamps
+            return silero_vad.load_silero_vad(), silero_vad.get_speech_timestamps
     finally:
         torch.set_num_threads(threads)
 
@@ -81,9 +84,9 @@ class SileroVAD:
         audio16 = resample(audio, sample_rate, SILERO_RATE)
         if audio16.size == 0:
             return []
+        model, get_speech_timestamps = _silero()  # first: it says which extra is missing
         import torch
 
-        model, get_speech_timestamps = _silero()
         with _SILERO_LOCK, torch.inference_mode():
             stamps = get_speech_timestamps(
                 torch.from_numpy(np.ascontiguousarray(audio16)),
@@ -227,10 +230,10 @@ class BatchedSileroVAD:
     def _run(self, pieces: list[tuple[np.ndarray, int]], num_chunks: int) -> list[np.ndarray]:
         """Steps the model over equal-length pieces (zero-padded), ``batch`` at a time, and
         returns each piece's probabilities after its ``skip`` warm-up chunks."""
+        model, _ = _silero()  # first: it says which extra is missing
         import torch
 
         out = np.zeros((len(pieces), num_chunks), dtype=np.float32)
-        model, _ = _silero()
         threads = torch.get_num_threads()
         # One thread: the per-call matrices are small, and a second thread costs more in
         # synchronisation than it saves (10x slower on a shared 2-core machine).
@@ -276,8 +279,7 @@ class WebRTCVAD:
 
     def speech_intervals_batch(self, streams: list[np.ndarray]) -> list[list[Interval]]:
         """Speech intervals of each 16 kHz float32 stream."""
-        import webrtcvad
-
+        webrtcvad = require("webrtcvad", "WebRTCVAD needs webrtcvad-wheels", "vad")
         vad = webrtcvad.Vad(self.mode)
         frame = SILERO_RATE * self.frame_ms // 1000
         results = []

@@ -2,8 +2,8 @@
 
 A judge reads a transcribed exchange (what came before, the user's turn, the model's reply) and
 returns a score per exchange. Timing rewards cannot tell a prompt answer from prompt gibberish;
-the paper adds this score on the turn-taking and interruption axes, and without it the quality
-of the answers drops most (REFERENCE.md section 1).
+the paper (Ohashi et al. 2026, arXiv 2606.11167) adds this score on the turn-taking and
+interruption axes, and reports that without it the quality of the answers drops most.
 
 :class:`ChatCompletionsJudge` talks to any OpenAI-compatible ``/chat/completions`` server (vLLM,
 llama.cpp, SGLang, a hosted API). It is built for a training loop: a failed request never
@@ -14,7 +14,9 @@ HTTP client: ``httpx``. Its ``Client`` is documented thread-safe with a bounded 
 its exceptions separate timeouts from connection failures, and timeouts are per phase. The
 ``openai`` package would add retries of its own, but hides which attempts failed and why, wants
 an API key even for a local server, and is a larger dependency; the retry policy here is a loop
-of a few lines with counters the training log can show.
+of a few lines with counters the training log can show. It comes with the ``judge`` extra and is
+imported when a :class:`ChatCompletionsJudge` is made, so the rubrics, the :class:`Judge`
+protocol and the reward term import without it.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Formatter
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fdenv.atomic import atomic_path
+from fdenv.optional import require
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -290,6 +294,7 @@ class ChatCompletionsJudge:
         max_tokens: int = 8,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
+        httpx = require("httpx", "ChatCompletionsJudge needs httpx", "judge")
         try:
             url = httpx.URL(base_url)
         except httpx.InvalidURL:
@@ -418,6 +423,8 @@ class ChatCompletionsJudge:
             retry += 1
 
     def _attempt(self, payload: dict[str, Any]) -> tuple[int, str]:
+        import httpx  # present: __init__ made the client with it
+
         self._count("http_calls")
         try:
             response = self._client.post(self.endpoint, json=payload)

@@ -20,7 +20,8 @@ VAD_MODES = ("auto", *VAD_BACKENDS)
 
 @dataclass(frozen=True)
 class MiningConfig:
-    """What to mine and how; every default is the paper's (REFERENCE.md section 1).
+    """What to mine and how; every default is the paper's (Ohashi et al. 2026, arXiv 2606.11167,
+    section "Segment mining").
 
     ``axes``: registered axis names; each must implement :meth:`~fdenv.axes.Axis.mine`.
     ``max_per_axis``: cap per axis over the whole corpus (2,000). ``seed``: which candidates
