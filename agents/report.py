@@ -1,33 +1,23 @@
 """Result writing: the tables, JSON records and plots of evaluations and training runs.
 
 Command lines (``fdenv-eval``, ``fdenv-train``) and the trainer call these; nothing here parses
-arguments. Arrows in headers come from each axis' :attr:`fdenv.axes.Axis.metric_directions`.
+arguments. Arrows in headers come from each axis' :attr:`fdenv.axes.Axis.metric_directions`,
+which an :class:`~agents.evaluate.AxisResult` carries; a metric without a direction is an error,
+not a header without an arrow.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.evaluate import AxisResult, paired_change, summarize_metric
-
-DIRECTIONS = {
-    ("PauseHandling", "tor"): "down",
-    ("TurnTaking", "tor"): "up",
-    ("TurnTaking", "latency"): "down",
-    ("Backchannel", "tor"): "down",
-    ("Backchannel", "frequency"): "up",
-    ("Backchannel", "jsd"): "down",
-    ("UserInterruption", "tor"): "up",
-    ("UserInterruption", "latency"): "down",
-    ("TurnTaking", "judge"): "up",
-    ("UserInterruption", "judge"): "up",
-}
-"""Which way each FD-Bench metric is better, as the benchmark's tables mark it."""
-
+from fdenv.plotting import save_timeline
+from fdenv.registration import get_axis
 
 ARROWS = {"up": "↑", "down": "↓"}
 
@@ -57,6 +47,7 @@ def results_json(results: dict[str, dict[str, AxisResult]]) -> dict[str, Any]:
             out[agent][axis] = {
                 "reward": {"mean": r.mean, "low": r.low, "high": r.high, "values": r.rewards},
                 "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
+                "directions": dict(r.directions),
                 "scenarios": [e.scenario.id for e in r.played],
             }
     return out
@@ -71,9 +62,26 @@ def metric_columns(results: dict[str, dict[str, AxisResult]]) -> list[tuple[str,
     return columns
 
 
-def _header(axis: str, metric: str) -> str:
-    arrow = ARROWS.get(DIRECTIONS.get((axis, metric), ""), "")
-    return f"{axis} {metric} {arrow}".strip()
+def metric_directions(results: dict[str, dict[str, AxisResult]]) -> dict[str, dict[str, str]]:
+    """Each axis' metric directions, as the agents' results carry them."""
+    directions: dict[str, dict[str, str]] = {}
+    for by_axis in results.values():
+        for axis, r in by_axis.items():
+            directions.setdefault(axis, {}).update(r.directions)
+    return directions
+
+
+def _header(axis: str, metric: str, directions: Mapping[str, str]) -> str:
+    """``axis metric arrow``; ``ValueError`` if ``directions`` (the axis') lacks the metric."""
+    direction = directions.get(metric)
+    if direction is None:
+        raise ValueError(f"axis {axis}'s metric_directions has no entry for {metric!r}")
+    if direction not in ARROWS:
+        raise ValueError(
+            f"axis {axis}'s metric_directions gives {metric!r} the direction {direction!r}, "
+            f"not one of {sorted(ARROWS)}"
+        )
+    return f"{axis} {metric} {ARROWS[direction]}"
 
 
 def markdown(results: dict[str, dict[str, AxisResult]], episodes: str) -> str:
@@ -93,11 +101,13 @@ def markdown(results: dict[str, dict[str, AxisResult]], episodes: str) -> str:
 def metrics_markdown(results: dict[str, dict[str, AxisResult]]) -> str:
     """The FD-Bench metrics table: one row per agent, one column per (axis, metric)."""
     columns = metric_columns(results)
+    directions = metric_directions(results)
+    headers = [_header(axis, metric, directions[axis]) for axis, metric in columns]
     lines = [
         "Full-Duplex-Bench v1 metrics from the agents' text tokens (latency over take-overs "
         "only; arrows: better direction).",
         "",
-        "| agent | " + " | ".join(_header(*c) for c in columns) + " |",
+        "| agent | " + " | ".join(headers) + " |",
         "|---|" + "---|" * len(columns),
     ]
     for agent, by_axis in results.items():
@@ -119,7 +129,8 @@ def outputs_json(by_axis: dict[str, list[tuple[str, dict[str, float]]]]) -> dict
 
 
 def outputs_markdown(by_axis: dict[str, list[tuple[str, dict[str, float]]]], root: Path) -> str:
-    """One row per axis: its metrics over the folder's output files."""
+    """One row per axis: its metrics over the folder's output files (arrows from the
+    registered axis of each name)."""
     lines = [
         "",
         f"Full-Duplex-Bench v1 metrics of the output files in {root} (official rules).",
@@ -129,8 +140,9 @@ def outputs_markdown(by_axis: dict[str, list[tuple[str, dict[str, float]]]], roo
     ]
     for axis, samples in by_axis.items():
         names = list(dict.fromkeys(k for _, m in samples for k in m))
+        directions = get_axis(axis).metric_directions
         cells = [
-            f"{_header(axis, n).removeprefix(axis + ' ')} "
+            f"{_header(axis, n, directions).removeprefix(axis + ' ')} "
             f"{summarize_metric(tuple(m[n] for _, m in samples))}"
             for n in names
         ]
@@ -147,6 +159,7 @@ def plot_metrics(results: dict[str, dict[str, AxisResult]], path: Path) -> None:
 
     axes = list(next(iter(results.values())))
     panels = [(a, "reward") for a in axes] + metric_columns(results)
+    directions = metric_directions(results)
     cols = 4
     rows = math.ceil(len(panels) / cols)
     fig, grid = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.4 * rows), dpi=80)
@@ -170,7 +183,8 @@ def plot_metrics(results: dict[str, dict[str, AxisResult]], path: Path) -> None:
             errors[1].append(high - mean)
         ax.bar(range(len(agents)), values, yerr=errors, color=colors[: len(agents)], capsize=3)
         ax.set_xticks(range(len(agents)), agents, rotation=30, ha="right", fontsize=7)
-        ax.set_title(_header(axis, metric), fontsize=9)
+        title = f"{axis} reward" if metric == "reward" else _header(axis, metric, directions[axis])
+        ax.set_title(title, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     for ax in grid[len(panels) :]:
         ax.axis("off")
@@ -180,8 +194,6 @@ def plot_metrics(results: dict[str, dict[str, AxisResult]], path: Path) -> None:
 
 
 def save_timelines(results: dict[str, dict[str, AxisResult]], folder: Path, count: int) -> None:
-    from fdenv.plotting import save_timeline
-
     folder.mkdir(parents=True, exist_ok=True)
     for agent, by_axis in results.items():
         for axis, r in by_axis.items():
@@ -262,13 +274,15 @@ def eval_json(results: dict[str, AxisResult]) -> dict[str, dict[str, Any]]:
             "high": r.high,
             "rewards": list(r.rewards),
             "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
+            "directions": dict(r.directions),
         }
         for a, r in results.items()
     }
 
 
 def results_from_json(logged: dict[str, dict[str, Any]]) -> dict[str, AxisResult]:
-    """The inverse of :func:`eval_json`, for a logged evaluation."""
+    """The inverse of :func:`eval_json`, for a logged evaluation (logs older than the metrics'
+    directions restore none)."""
     return {
         axis: AxisResult(
             axis,
@@ -277,6 +291,7 @@ def results_from_json(logged: dict[str, dict[str, Any]]) -> dict[str, AxisResult
                 name: tuple(np.nan if x is None else x for x in metric["values"])
                 for name, metric in entry.get("metrics", {}).items()
             },
+            directions=dict(entry.get("directions", {})),
         )
         for axis, entry in logged.items()
     }

@@ -20,9 +20,12 @@ the best policy says a short greeting at once and stops.
 
 **What an axis provides** (nothing outside this file changes): ``synthesize`` builds a scenario
 with exact labels from espeak speech, ``score`` returns the reward terms and stats the env puts
-in ``info``, ``metrics`` the evaluation numbers, and ``mine`` finds the axis' segments in
+in ``info``, ``metrics`` the evaluation numbers and ``metric_directions`` which way each is
+better (the arrows of ``fdenv-eval``'s tables), and ``mine`` finds the axis' segments in
 two-channel conversations so that ``fdenv`` can cut them from a real corpus. ``register_axis``
-turns it into ``FullDuplex-Greeting-v0``, single and vector env.
+turns it into ``FullDuplex-Greeting-v0``, single and vector env. Greeting leaves out the two
+other optional methods, ``judged_exchange`` (what an LLM judge grades) and ``reference_lines``
+(what a warm start teaches).
 
 **The training.** ``GRPOTrainer`` takes the axis by name like the paper's four. GRPO learns only
 from differences within a group, so the starting model must sometimes greet and sometimes not:
@@ -39,6 +42,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from fdenv import Axis, AxisScore, Episode, Scenario, register_axis
+from fdenv.config import EnvConfig
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.segments import ConversationLabels, MiningRules, Segment
@@ -80,6 +85,11 @@ class Greeting(Axis):
 
     name: ClassVar[str] = "Greeting"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech",)
+    metric_directions: ClassVar[Mapping[str, str]] = {
+        "greeted": "up",
+        "opening_s": "down",
+        "overlap_s": "down",
+    }
 
     user_wait_s: tuple[float, float] = (1.0, 2.0)
     """Silence at the start of a synthetic scenario: the caller waits for the greeting."""
@@ -202,7 +212,7 @@ def main() -> None:
         group_size=args.group_size,
         lr=args.lr,
         warmup_iterations=0,
-        num_scenarios=64,
+        env=EnvConfig(num_scenarios=64, scenario_seed=1),
         eval_episodes=args.eval_episodes,
     )
     trainer = GRPOTrainer(config, models, args.out)

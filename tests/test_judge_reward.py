@@ -2,6 +2,8 @@
 and the term's path into decoupled normalisation against a real local server."""
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from chat_server import chat_server, completion
 from conftest import noise_scenario
 
 from agents.grpo.advantages import EPS, decoupled_advantages
+from fdenv.axes import Axis, AxisScore, JudgedExchange, PauseHandling, TurnTaking
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID, SAMPLE_RATE
 from fdenv.episode import Episode
 from fdenv.judge.client import ChatCompletionsJudge, JudgeRequest
@@ -18,8 +21,8 @@ from fdenv.judge.reward import (
     response_audio,
     response_from_tokens,
     user_side,
-    user_turn,
 )
+from fdenv.registration import get_axis
 from fdenv.scenario import Utterance
 from fdenv.scenarios.synthetic import make_scenario
 from fdenv.timeline import Interval
@@ -101,11 +104,16 @@ def frame_at(t):
     return int((t + LEAD) / FRAME_S)
 
 
+def side(scenario):
+    """``user_side`` of the exchange that ``scenario``'s axis has judged."""
+    return user_side(scenario, get_axis(scenario.axis).judged_exchange(scenario))
+
+
 # ---------------------------------------------------------------------- the user's side
 
 
 def test_turn_taking_context_and_turn():
-    context, turn = user_side(turn_scenario())
+    context, turn = side(turn_scenario())
     assert context == "User: I went to Paris.\nPartner: Oh nice."
     assert turn == "It rained all week. But the food was great."
 
@@ -114,31 +122,32 @@ def test_turn_taking_context_and_turn():
 def test_a_gap_of_more_than_a_second_separates_turns(second_start, joined):
     lines = [Utterance("user", "one", 4.0, 5.25), Utterance("user", "two", second_start, 7.0)]
     scenario = noise_scenario("TurnTaking", 9.0, [(4.0, 5.25)], turn_end=7.0, transcripts=lines)
-    assert [u.text for u in user_turn(scenario)] == (["one", "two"] if joined else ["two"])
+    turn = TurnTaking().judged_exchange(scenario).user_turn
+    assert [u.text for u in turn] == (["one", "two"] if joined else ["two"])
 
 
 def test_interruption_context_and_turn():
-    context, turn = user_side(interruption_scenario())
+    context, turn = side(interruption_scenario())
     assert context == "User: Can you tell me about trains?\nPartner: Trains are fast and"
     assert turn == "Wait, what about buses?"
 
 
 def test_missing_transcripts_give_no_user_side():
-    assert user_side(turn_scenario(transcripts=False)) is None
+    assert side(turn_scenario(transcripts=False)) is None
     # the utterance that ends the turn is missing: the one before it is not the turn
     lines = [Utterance("user", "earlier", 1.0, 2.0)]
     scenario = noise_scenario("TurnTaking", 6.0, [(1.0, 2.0)], turn_end=3.5, transcripts=lines)
-    assert user_side(scenario) is None
+    assert side(scenario) is None
     scenario.turn_end = 3.0  # a second after: still the turn
-    assert user_side(scenario) == ("", "earlier")
+    assert side(scenario) == ("", "earlier")
 
 
 def test_synthetic_scenarios_carry_the_transcripts_the_judge_needs():
-    turn = make_scenario("TurnTaking", 0, 0)
-    context, text = user_side(turn)
+    turn = make_scenario(get_axis("TurnTaking"), 0, 0)
+    context, text = side(turn)
     assert context == "" and text == " ".join(u.text for u in turn.transcripts)
-    cut = make_scenario("UserInterruption", 0, 0)
-    context, text = user_side(cut)
+    cut = make_scenario(get_axis("UserInterruption"), 0, 0)
+    context, text = side(cut)
     before = [u for u in cut.transcripts if u.end <= cut.interruption.start]
     during = [u for u in cut.transcripts if u.start >= cut.interruption.start]
     assert before and during
@@ -216,9 +225,9 @@ def test_judge_terms_scores_judged_axes_and_marks_the_rest_missing():
     np.testing.assert_array_equal(terms.scores, [2.0, 0.0, np.nan, np.nan, np.nan, 1.0])
     assert (terms.failed, terms.untranscribed, terms.silent) == (1, 1, 1)
     assert judge.asked == [
-        JudgeRequest(*user_side(turn_scenario()), "w7"),
-        JudgeRequest(*user_side(interruption_scenario()), "w8"),
-        JudgeRequest(*user_side(interruption_scenario()), "w9"),
+        JudgeRequest(*side(turn_scenario()), "w7"),
+        JudgeRequest(*side(interruption_scenario()), "w8"),
+        JudgeRequest(*side(interruption_scenario()), "w9"),
     ]
     assert terms.as_dict() == {
         "llm_scored": 3,
@@ -231,7 +240,7 @@ def test_judge_terms_scores_judged_axes_and_marks_the_rest_missing():
 
 def test_judge_terms_on_chosen_axes_and_asking_about_silence():
     judge = ScriptedJudge(1.0, 0.0)
-    terms = judge_terms(judge, batch(), WordDecoder(), axes=("TurnTaking",), silence_score=None)
+    terms = judge_terms(judge, batch(), WordDecoder(), axes=(TurnTaking(),), silence_score=None)
     np.testing.assert_array_equal(terms.scores, [1.0, 0.0, np.nan, np.nan, np.nan, np.nan])
     assert [r.response for r in judge.asked] == ["w7", ""] and terms.silent == 0
 
@@ -254,8 +263,8 @@ def test_nothing_to_score_gives_all_nan():
 
 
 def test_judge_terms_rejects_bad_configuration():
-    with pytest.raises(ValueError, match="not to \\['Backchannel'\\]"):
-        judge_terms(ScriptedJudge(), batch(), WordDecoder(), axes=("TurnTaking", "Backchannel"))
+    with pytest.raises(NotImplementedError, match=r"PauseHandling defines no judged_exchange"):
+        judge_terms(ScriptedJudge(), batch(), WordDecoder(), axes=(TurnTaking(), PauseHandling()))
     with pytest.raises(ValueError, match="tokenizer"):
         judge_terms(ScriptedJudge(), batch())
 
@@ -265,6 +274,52 @@ def test_judge_terms_rejects_bad_configuration():
 
     with pytest.raises(ValueError, match="returned 1 scores for 3 requests"):
         judge_terms(Short(), batch(), WordDecoder())
+
+
+@dataclass(frozen=True)
+class FirstWords(Axis):
+    """A throwaway axis that says nothing of what the judge reads (its turns: hand-made)."""
+
+    name: ClassVar[str] = "FirstWords"
+
+    def synthesize(self, rng, scenario_id):
+        raise NotImplementedError
+
+    def score(self, episode):
+        return AxisScore(terms={})
+
+
+@dataclass(frozen=True)
+class JudgedFirstWords(FirstWords):
+    """The judge reads the user's first utterance and the reply from its end."""
+
+    def judged_exchange(self, scenario):
+        first = min((u for u in scenario.transcripts if u.speaker == "user"), key=lambda u: u.start)
+        return JudgedExchange((first,), first.end)
+
+
+def first_words_episode(tokens):
+    scenario = turn_scenario()
+    scenario.axis = "FirstWords"
+    return episode(scenario, tokens)
+
+
+def test_a_new_axis_is_judged_by_its_own_exchange():
+    judge = ScriptedJudge(2.0)
+    # w5 is said during the first utterance (0.2-1.6 s), w7 after it: only w7 is the reply
+    ep = first_words_episode({frame_at(1.0): 5, frame_at(1.7): 7})
+    terms = judge_terms(judge, [ep], WordDecoder(), axes=(JudgedFirstWords(),))
+    np.testing.assert_array_equal(terms.scores, [2.0])
+    assert judge.asked == [JudgeRequest("", "I went to Paris.", "w7")]
+
+
+def test_a_new_axis_without_an_exchange_says_which_method_it_lacks():
+    message = (
+        r"axis FirstWords defines no judged_exchange\(scenario\); "
+        r"implement it to judge this axis' replies"
+    )
+    with pytest.raises(NotImplementedError, match=message):
+        judge_terms(ScriptedJudge(), [first_words_episode({})], WordDecoder(), axes=(FirstWords(),))
 
 
 def test_asr_hook_transcribes_the_reply_audio():

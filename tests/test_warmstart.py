@@ -6,23 +6,26 @@ import torch
 from conftest import noise_scenario
 
 from agents.baselines import RuleAgent, SilentAgent
+from agents.cli.warmstart import evaluate
 from agents.moshi.logprobs import delayed_codes
 from agents.moshi.models import tiny_models
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.warmstart import (
-    SpokenLine,
     WarmstartConfig,
     base_path,
-    encode_dialogues,
-    evaluate,
-    make_dialogue,
-    pad_sequences,
-    script,
-    silence_codes,
     tiny_base_models,
     train,
     warmstart_loss,
 )
+from agents.moshi.warmstart_data import (
+    SpokenLine,
+    WarmstartPartner,
+    encode_dialogues,
+    make_dialogue,
+    pad_sequences,
+    silence_codes,
+)
+from fdenv.axes import Axis, AxisScore, Backchannel, PauseHandling, TurnTaking, UserInterruption
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID
 from fdenv.engine import make_stream
 from fdenv.scenario import Word
@@ -94,23 +97,25 @@ def test_spoken_audio_is_encoded_where_the_line_starts(models):
     assert not clip[:offset].any()
 
 
-def test_script_follows_the_labels():
+def test_reference_lines_follow_the_labels():
     config = WarmstartConfig()
-    rng = np.random.default_rng(0)
+    partner = WarmstartPartner(
+        np.random.default_rng(0), config.reply_delay_s, config.stop_after_frames
+    )
     pause = noise_scenario(
         "PauseHandling", 5.0, [(0.5, 2.0), (2.6, 4.5)], pauses=[Interval(2, 2.6)]
     )
-    assert script(pause, rng, config) == []
+    assert PauseHandling().reference_lines(pause, partner) == []
 
     turn = noise_scenario("TurnTaking", 9.0, [(0.5, 6.0)], turn_end=6.0)
-    (answer,) = script(turn, rng, config)
+    (answer,) = TurnTaking().reference_lines(turn, partner)
     assert 6.2 <= answer.start <= 6.5 and answer.stop is None and len(answer.text.split()) > 3
 
     truths = [Interval(2.1, 2.5), Interval(4.2, 4.6)]
     backchannel = noise_scenario(
         "Backchannel", 7.0, [(0.5, 2.0), (2.6, 4.1), (4.8, 6.5)], backchannels=truths
     )
-    lines = script(backchannel, rng, config)
+    lines = Backchannel().reference_lines(backchannel, partner)
     assert [line.start for line in lines] == [2.1, 4.2]
     assert all(len(line.text.split()) == 1 for line in lines)
 
@@ -118,10 +123,74 @@ def test_script_follows_the_labels():
     interruption = noise_scenario(
         "UserInterruption", 15.0, [(0.5, 5.0), (8.0, 11.0)], turn_end=5.0, interruption=cut_in
     )
-    first, second = script(interruption, rng, config)
+    first, second = UserInterruption().reference_lines(interruption, partner)
     assert 5.2 <= first.start <= 5.5
     assert first.stop is not None and 8.0 + FRAME_S - 1e-9 <= first.stop <= 8.0 + 3 * FRAME_S
     assert 11.2 <= second.start <= 11.5 and second.stop is None
+
+
+class RecordingPartner:
+    """Answers with fixed words and delays and records the calls in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def statement(self):
+        self.calls.append("statement")
+        return "so it goes"
+
+    def backchannel(self):
+        self.calls.append("backchannel")
+        return "yeah"
+
+    def reply_at(self, t):
+        self.calls.append("reply_at")
+        return t + 0.3
+
+    def stop_at(self, t):
+        self.calls.append("stop_at")
+        return t + FRAME_S
+
+
+def test_reference_lines_draw_in_the_order_of_the_cached_base():
+    """Each call draws from the warm start's generator: another order changes the cached base."""
+    cut_in = Interval(8.0, 11.0)
+    interruption = noise_scenario(
+        "UserInterruption", 15.0, [(0.5, 5.0), (8.0, 11.0)], turn_end=5.0, interruption=cut_in
+    )
+    partner = RecordingPartner()
+    lines = UserInterruption().reference_lines(interruption, partner)
+    expected = ["stop_at", "statement", "statement", "reply_at", "statement", "reply_at"]
+    assert partner.calls == expected
+    assert [(line.start, line.stop) for line in lines] == [(5.3, 8.0 + FRAME_S), (11.3, None)]
+    assert lines[0].text == "so it goes so it goes"
+    partner = RecordingPartner()
+    turn = noise_scenario("TurnTaking", 9.0, [(0.5, 6.0)], turn_end=6.0)
+    TurnTaking().reference_lines(turn, partner)
+    assert partner.calls == ["statement", "reply_at"]
+
+
+def test_an_axis_without_reference_lines_says_which_method_it_lacks():
+    class Quiet(Axis):
+        name = "Quiet"
+
+        def synthesize(self, rng, scenario_id):
+            raise NotImplementedError
+
+        def score(self, episode):
+            return AxisScore(terms={})
+
+    config = WarmstartConfig()
+    partner = WarmstartPartner(
+        np.random.default_rng(0), config.reply_delay_s, config.stop_after_frames
+    )
+    scenario = noise_scenario("Quiet", 3.0, [(0.5, 2.0)])
+    message = (
+        r"axis Quiet defines no reference_lines\(scenario, partner\); "
+        "implement it to warm-start a model on this axis"
+    )
+    with pytest.raises(NotImplementedError, match=message):
+        Quiet().reference_lines(scenario, partner)
 
 
 def test_user_codes_are_the_streaming_policy_codes(models):

@@ -29,6 +29,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from agents.report import (
     results_json,
     save_timelines,
 )
+from fdenv.axes import Axis
 from fdenv.judge.client import Judge
+from fdenv.judge.reward import JUDGED_AXES, judge_terms
 
 SCRIPTED = ("silent", "always-talk", "rule")
 PRESETS = ("tiny-base", "tiny-random")
@@ -86,24 +89,31 @@ def make_agent(name: str, device: str) -> Agent:
 
 
 def add_judge_scores(
-    results: dict[str, dict[str, AxisResult]], agents: dict[str, Agent], judge: Judge
+    results: dict[str, dict[str, AxisResult]],
+    agents: dict[str, Agent],
+    judge: Judge,
+    axes: Sequence[Axis] = JUDGED_AXES,
 ) -> None:
-    """Adds the judge's grade of each reply as the metric ``judge`` (NaN: silent reply, failed
-    request, or an agent without a tokenizer to read its text, such as the scripted ones)."""
-    from fdenv.judge.reward import JUDGED_AXES, judge_terms
-
+    """Adds the judge's grade of each reply on ``axes`` as the metric ``judge`` (NaN: silent
+    reply, failed request, or an agent without a tokenizer to read its text, such as the
+    scripted ones). A grade is better up on any axis, so the axes' directions need no entry."""
+    judged = {axis.name: axis for axis in axes}
     for name, by_axis in results.items():
         models = getattr(agents[name], "models", None)
-        for axis in [a for a in by_axis if a in JUDGED_AXES]:
+        for axis in [a for a in by_axis if a in judged]:
             result = by_axis[axis]
             scores = np.full(len(result.rewards), np.nan)
             if models is not None:
-                judged = judge_terms(
-                    judge, result.played, models.tokenizer, axes=[axis], silence_score=math.nan
-                )
-                scores = judged.scores
+                scores = judge_terms(
+                    judge,
+                    result.played,
+                    models.tokenizer,
+                    axes=[judged[axis]],
+                    silence_score=math.nan,
+                ).scores
             metrics = result.metrics | {"judge": tuple(float(x) for x in scores)}
-            by_axis[axis] = dataclasses.replace(result, metrics=metrics)
+            directions = result.directions | {"judge": "up"}
+            by_axis[axis] = dataclasses.replace(result, metrics=metrics, directions=directions)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,10 +47,11 @@ from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import Rollout, rollout
 from agents.report import eval_json
 from fdenv.atomic import atomic_path
-from fdenv.axes import PAPER_AXES
+from fdenv.axes import PAPER_AXES, Axis
 from fdenv.judge.client import ChatCompletionsJudge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
 from fdenv.judge.reward import TERM as JUDGE_TERM
+from fdenv.registration import expand_axes, get_axis
 from fdenv.vector import FullDuplexVectorEnv
 
 CHECKPOINT = "checkpoint.pt"
@@ -65,7 +66,9 @@ class JudgeConfig:
     url: str
     """Base URL, for example ``http://127.0.0.1:8000/v1`` (``vllm serve``)."""
     model: str
-    axes: tuple[str, ...] = JUDGED_AXES
+    axes: tuple[str, ...] = tuple(a.name for a in JUDGED_AXES)
+    """Names of the judged axes: the trainer judges its env's axis of each name (a registered
+    axis it does not train on is never met; an unknown name raises)."""
     key_env: str | None = None
     """Environment variable holding the API key (never logged); ``None`` sends no key."""
     rubric: str = "paper"
@@ -198,7 +201,10 @@ class GRPOTrainer:
             axis_weights=config.axis_weights,
         )
         self.judge = None
+        self.judged_axes: list[Axis] = []
         if config.judge is not None:
+            trained = {a.name: a for a in expand_axes(list(config.axes))}
+            self.judged_axes = [trained.get(n) or get_axis(n) for n in config.judge.axes]
             self.judge = ChatCompletionsJudge(
                 config.judge.url,
                 config.judge.model,
@@ -261,9 +267,8 @@ class GRPOTrainer:
         rolled = time.perf_counter()
         judged: dict[str, Any] = {}
         if self.judge is not None:
-            assert config.judge is not None
             terms = judge_terms(
-                self.judge, result.episodes, self.models.tokenizer, axes=config.judge.axes
+                self.judge, result.episodes, self.models.tokenizer, axes=self.judged_axes
             )
             result.reward_terms[JUDGE_TERM] = terms.scores
             judged = terms.as_dict() | self.judge.stats.as_dict()

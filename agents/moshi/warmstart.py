@@ -1,59 +1,51 @@
 """A tiny Moshi worth post-training: teacher-forced warm start on synthetic dialogues.
 
 A random tiny Moshi talks at random, so every member of a GRPO group scores alike and RL has no
-signal to start from. This module scripts what a good partner would have said in fdenv's own
-synthetic scenarios (silence through pauses, an answer shortly after the turn end, a one-word
-backchannel at the ground-truth moments, yielding to an interruption and answering after it),
-turns each dialogue into Moshi's 17-stream sequence frame for frame as :class:`MoshiPolicy`
-would have recorded it, and fits the tiny LM to it for a few hundred steps. The result listens,
-answers and backchannels imperfectly, which leaves RL something to improve.
-
-    python -m agents.moshi.warmstart [--steps N] [--force] [--eval-episodes 32]
-
-builds the base (or loads it from the cache) and compares it on held-out scenarios with the
-random model it started from and with the scripted baselines.
+signal to start from. The warm start takes what a good partner would have said in fdenv's own
+synthetic scenarios, as each axis states it (silence through pauses, an answer shortly after the
+turn end, a one-word backchannel at the ground-truth moments, yielding to an interruption and
+answering after it), as Moshi's 17-stream sequences (:mod:`agents.moshi.warmstart_data`), and
+fits the tiny LM to them for a few hundred steps. The result listens, answers and backchannels
+imperfectly, which leaves RL something to improve. The base is built once and cached under a
+hash of its recipe; ``python -m agents.cli.warmstart`` builds it and compares it with the
+random model and the scripted baselines.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 import torch
 import torch.nn.functional as F
-from moshi.models.compression import MimiModel
 from moshi.models.lm import LMModel
 from tqdm import tqdm
 
-from agents.baselines import AlwaysTalkAgent, RuleAgent, ScriptedAgent, SilentAgent
-from agents.evaluate import AxisResult, compare
 from agents.moshi.logprobs import delayed_codes
 from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, one_thread, tiny_models
-from agents.moshi.policy import MoshiPolicy
 from agents.moshi.tokenizer import cache_dir
+from agents.moshi.warmstart_data import (
+    Dialogue,
+    WarmstartPartner,
+    encode_dialogues,
+    make_dialogue,
+    pad_sequences,
+    speak,
+)
 from fdenv.atomic import atomic_path
-from fdenv.audio.espeak import SpeakerStyle, get_engine
+from fdenv.audio.espeak import SpeakerStyle
 from fdenv.axes import PAPER_AXES
-from fdenv.constants import DEFAULT_LEAD_IN_S, EPAD_ID, FRAME_S, FRAME_SIZE, PAD_ID, SAMPLE_RATE
-from fdenv.engine import make_stream
-from fdenv.scenario import Scenario, Word
-from fdenv.scenarios.sentences import load_sentence_bank, unmarked
+from fdenv.constants import DEFAULT_LEAD_IN_S, PAD_ID
 from fdenv.scenarios.synthetic import make_scenario
 
 RECIPE_VERSION = 3
 """Part of the cache key: bump it when the data recipe, the loss or the build settings change
 (3: always built on one thread, see :func:`agents.moshi.models.one_thread`)."""
-
-EVAL_SEED = 1000
-"""Scenario seed of the held-out evaluation set (training uses ``WarmstartConfig.train_seed``)."""
 
 
 @dataclass(frozen=True)
@@ -94,238 +86,25 @@ class WarmstartConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# What the agent says
-
-
-@dataclass(frozen=True)
-class AgentLine:
-    """A line the script gives the agent: ``text`` from ``start``, cut at ``stop`` (seconds)."""
-
-    text: str
-    start: float
-    stop: float | None = None
-
-
-@dataclass(frozen=True)
-class SpokenLine:
-    """A line as spoken: its words in scenario seconds and its audio from the first word on."""
-
-    words: tuple[Word, ...]
-    audio: np.ndarray | None = None
-    stop: float | None = None
-
-
-def script(
-    scenario: Scenario, rng: np.random.Generator, config: WarmstartConfig
-) -> list[AgentLine]:
-    """What a good partner says in ``scenario``, by its axis' labels."""
-    bank = load_sentence_bank()
-    statements = [unmarked(s) for s in bank.statements]
-    backchannels = [b for b in bank.backchannels if " " not in b and "-" not in b]  # one word
-
-    def statement() -> str:
-        return statements[rng.integers(len(statements))]
-
-    def after(t: float) -> float:
-        return t + rng.uniform(*config.reply_delay_s)
-
-    if scenario.axis == "PauseHandling":
-        return []
-    if scenario.axis == "TurnTaking":
-        assert scenario.turn_end is not None
-        return [AgentLine(statement(), after(scenario.turn_end))]
-    if scenario.axis == "Backchannel":
-        return [
-            AgentLine(backchannels[rng.integers(len(backchannels))], truth.start)
-            for truth in scenario.backchannels
-        ]
-    if scenario.axis == "UserInterruption":
-        assert scenario.turn_end is not None and scenario.interruption is not None
-        low, high = config.stop_after_frames
-        stop = scenario.interruption.start + int(rng.integers(low, high + 1)) * FRAME_S
-        # two sentences, so that the answer is still going when the user cuts in
-        first = AgentLine(f"{statement()} {statement()}", after(scenario.turn_end), stop)
-        return [first, AgentLine(statement(), after(scenario.interruption.end))]
-    raise ValueError(f"no agent script for axis {scenario.axis!r}")
-
-
-def speak(line: AgentLine, style: SpeakerStyle) -> SpokenLine:
-    """Speaks ``line`` with espeak, whose word timings pace the text tokens."""
-    speech = get_engine().speak(line.text, style)
-    words = tuple(Word(w.text, w.start + line.start, w.end + line.start) for w in speech.words)
-    return SpokenLine(words, speech.audio, line.stop)
-
-
-# ---------------------------------------------------------------------------------------------
-# Env frames -> Moshi's 17 streams
-
-
-def frame_of(t: float, lead_in_s: float) -> int:
-    """The env frame that contains scenario time ``t`` (frame ``k`` starts at ``0.08 k - lead``)."""
-    return math.floor((t + lead_in_s) / FRAME_S + 1e-9)
-
-
-def text_track(
-    lines: Sequence[SpokenLine],
-    num_frames: int,
-    lead_in_s: float,
-    tokenizer: spm.SentencePieceProcessor,
-) -> np.ndarray:
-    """The agent's text token per env frame, Moshi's way: a word's pieces in consecutive frames
-    from the frame its speech starts in, EPAD in the frame before, PAD everywhere else.
-
-    A word whose frame is still taken by the previous word's pieces (or EPAD) starts later. A
-    line is cut before the frame of its ``stop``, mid-word if need be, the way a person breaks
-    off; an EPAD is only kept when a piece of its word follows.
-    """
-    text = np.full(num_frames, PAD_ID, dtype=np.int64)
-    free = 0  # first frame not yet taken
-    for line in lines:
-        stop = num_frames if line.stop is None else frame_of(line.stop, lead_in_s)
-        stop = min(stop, num_frames)
-        for word in line.words:
-            first = max(frame_of(word.start, lead_in_s), free + 1)
-            if first >= stop:
-                break
-            pieces = tokenizer.encode(word.text)[: stop - first]
-            text[first - 1] = EPAD_ID
-            text[first : first + len(pieces)] = pieces
-            free = first + len(pieces)
-    return text
-
-
-@dataclass
-class Dialogue:
-    """A training dialogue in env frames, before Mimi: the agent's text token per frame, the
-    env's user stream, and the agent's speech as ``(first frame, whole-frame audio)`` clips (only
-    speech is encoded; the agent's silence gets Mimi's silence codes)."""
-
-    text: np.ndarray
-    user_audio: np.ndarray
-    clips: list[tuple[int, np.ndarray]]
-
-
-def make_dialogue(
-    scenario: Scenario,
-    lines: Sequence[SpokenLine],
-    tokenizer: spm.SentencePieceProcessor,
-    lead_in_s: float,
-) -> Dialogue:
-    """Lays the agent's ``lines`` over the env stream of ``scenario``.
-
-    A clip runs from the frame of its first word to a frame past its speech (or to the frame of
-    its ``stop``), so its codes cover the frames where the text says the agent talks.
-    """
-    stream = make_stream(scenario, lead_in_s)
-    clips = []
-    for line in lines:
-        if line.audio is None:
-            continue
-        first = frame_of(line.words[0].start, lead_in_s)
-        stop = first + math.ceil(len(line.audio) / FRAME_SIZE) + 1
-        if line.stop is not None:
-            stop = min(stop, frame_of(line.stop, lead_in_s))
-        stop = min(stop, stream.num_frames)
-        if stop > first:
-            clip = np.zeros((stop - first) * FRAME_SIZE, dtype=np.float32)
-            offset = round((line.words[0].start + lead_in_s) * SAMPLE_RATE) - first * FRAME_SIZE
-            speech = line.audio[: len(clip) - offset]
-            clip[offset : offset + len(speech)] = speech
-            clips.append((first, clip))
-    text = text_track(lines, stream.num_frames, lead_in_s, tokenizer)
-    return Dialogue(text, stream.audio, clips)
-
-
-@torch.no_grad()
-def encode(
-    mimi: MimiModel, tracks: Sequence[np.ndarray], batch_size: int = 64
-) -> list[torch.Tensor]:
-    """Mimi codes ``[8, frames]`` of whole-frame tracks, computed as the policy computes them.
-
-    The policy encodes a batch of envs frame by frame with a streaming Mimi; so does this, over
-    batches of tracks of similar length. One non-streaming pass per track is no shortcut: it is
-    slower on a CPU, and the tiny Mimi's nearest-centroid search is not bit-stable (codes of
-    near-duplicate centroids flip with the shape of the distance matmul, so a few percent of
-    codes differ, as they do between a batch of one and a larger batch). Batches therefore
-    have at least two rows (a lone track gets a silent companion), like the rollouts.
-    """
-    order = sorted(range(len(tracks)), key=lambda i: len(tracks[i]))
-    codes: list[torch.Tensor] = [torch.empty(0)] * len(tracks)
-    device = next(mimi.parameters()).device
-    for first in range(0, len(order), batch_size):
-        chunk = order[first : first + batch_size]
-        frames = max(len(tracks[i]) for i in chunk) // FRAME_SIZE
-        audio = torch.zeros(max(len(chunk), 2), 1, frames * FRAME_SIZE)
-        for row, i in enumerate(chunk):
-            audio[row, 0, : len(tracks[i])] = torch.from_numpy(tracks[i])
-        audio = audio.to(device)
-        with mimi.streaming(len(audio)):
-            out = torch.cat(
-                [
-                    mimi.encode(audio[..., k * FRAME_SIZE : (k + 1) * FRAME_SIZE])
-                    for k in range(frames)
-                ],
-                dim=2,
-            ).cpu()
-        for row, i in enumerate(chunk):
-            codes[i] = out[row, :, : len(tracks[i]) // FRAME_SIZE]
-    return codes
-
-
-@torch.no_grad()
-def silence_codes(mimi: MimiModel) -> torch.Tensor:
-    """The codes ``[8]`` a streaming Mimi settles on for silence (what the policy's step 0 says)."""
-    device = next(mimi.parameters()).device
-    with mimi.streaming(1):
-        for _ in range(2):
-            codes = mimi.encode(torch.zeros(1, 1, FRAME_SIZE, device=device))
-    return codes[0, :, 0].cpu()
-
-
-def encode_dialogues(mimi: MimiModel, dialogues: Sequence[Dialogue]) -> list[torch.Tensor]:
-    """Moshi's ``[17, frames - 1]`` sequence of each dialogue.
-
-    Moshi frame ``j`` holds what the agent says in env frame ``j + 1`` and the user codes of env
-    frame ``j + 1`` (see :class:`MoshiPolicy`); env frame 0 belongs to no Moshi frame.
-    """
-    clips = [
-        (d, first, clip) for d, dialogue in enumerate(dialogues) for first, clip in dialogue.clips
-    ]
-    codes = encode(mimi, [d.user_audio for d in dialogues] + [clip for _, _, clip in clips])
-    user, spoken = codes[: len(dialogues)], codes[len(dialogues) :]
-    silence = silence_codes(mimi)[:, None]
-    agent = [silence.repeat(1, len(d.text)) for d in dialogues]
-    for (d, first, _), clip_codes in zip(clips, spoken, strict=True):
-        agent[d][:, first : first + clip_codes.shape[1]] = clip_codes
-    return [
-        torch.cat([torch.as_tensor(dialogue.text)[None], agent[d], user[d]])[:, 1:]
-        for d, dialogue in enumerate(dialogues)
-    ]
-
-
-def pad_sequences(sequences: Sequence[torch.Tensor]) -> torch.Tensor:
-    """``[17, T_i]`` sequences as one ``[N, 17, max T]`` batch, ``-1`` (the zero token) after."""
-    out = torch.full((len(sequences), 17, max(s.shape[1] for s in sequences)), -1)
-    for i, sequence in enumerate(sequences):
-        out[i, :, : sequence.shape[1]] = sequence
-    return out
+# Data
 
 
 def build_dataset(models: MoshiModels, config: WarmstartConfig, chunk: int = 64) -> torch.Tensor:
-    """Training sequences ``[N, 17, T]`` from ``scenarios_per_axis`` scenarios of each axis.
+    """Training sequences ``[N, 17, T]`` from ``scenarios_per_axis`` scenarios of each of the
+    paper's axes, with what the axis says a good partner says in them.
 
     Dialogues are encoded ``chunk`` at a time, so that their audio never piles up in memory.
     """
     style = SpeakerStyle(config.voice, config.rate_wpm, pitch=50)
-    jobs = [
-        (k, a.name, i) for k, a in enumerate(PAPER_AXES) for i in range(config.scenarios_per_axis)
-    ]
+    axes = [axis() for axis in PAPER_AXES]  # default settings, whatever is registered
+    jobs = [(k, a, i) for k, a in enumerate(axes) for i in range(config.scenarios_per_axis)]
     sequences: list[torch.Tensor] = []
     dialogues: list[Dialogue] = []
     for n, (axis_index, axis, index) in enumerate(tqdm(jobs, desc="dialogues", unit="scenario")):
         scenario = make_scenario(axis, config.train_seed, index)
         rng = np.random.default_rng([config.train_seed, axis_index, index])
-        lines = [speak(line, style) for line in script(scenario, rng, config)]
+        partner = WarmstartPartner(rng, config.reply_delay_s, config.stop_after_frames)
+        lines = [speak(line, style) for line in axis.reference_lines(scenario, partner)]
         dialogues.append(make_dialogue(scenario, lines, models.tokenizer, config.lead_in_s))
         if len(dialogues) == chunk or n == len(jobs) - 1:
             sequences += encode_dialogues(models.mimi, dialogues)
@@ -442,74 +221,9 @@ def tiny_base_models(
         with one_thread():
             return build_base(config, device)
     models = tiny_models(config.model_seed, device)
-    state = torch.load(path, map_location=device)
+    state = torch.load(path, map_location=device, weights_only=True)  # a cache file: data only
     models.lm.load_state_dict(state["lm"])
     models.mimi.load_state_dict(state["mimi"])
     models.lm.eval()
     models.source = {"kind": "warmstart", "path": str(path), **asdict(config)}
     return models
-
-
-# ---------------------------------------------------------------------------------------------
-# Evaluation on held-out scenarios
-
-
-def evaluate(
-    agents: dict[str, ScriptedAgent | MoshiModels], episodes: int, seed: int = 0
-) -> dict[str, dict[str, np.ndarray]]:
-    """Rewards per agent and axis on the same held-out episodes (scenario seed ``EVAL_SEED``),
-    through :func:`agents.evaluate.compare`."""
-    policies = {
-        name: agent if isinstance(agent, ScriptedAgent) else MoshiPolicy(agent)
-        for name, agent in agents.items()
-    }
-    axes = [a.name for a in PAPER_AXES]
-    results = compare(policies, axes, episodes, EVAL_SEED, seed, progress=True)
-    return {
-        name: {axis: np.array(r.rewards) for axis, r in by_axis.items()}
-        for name, by_axis in results.items()
-    }
-
-
-def table(results: dict[str, dict[str, np.ndarray]]) -> str:
-    """One row per agent, one ``mean [95% bootstrap interval]`` cell per axis."""
-    axes = [a.name for a in PAPER_AXES]
-    lines = [f"{'agent':<12}" + "".join(f"{a:>26}" for a in axes)]
-    for name, rewards in results.items():
-        cells = [str(AxisResult(a, tuple(rewards[a]))) for a in axes]
-        lines.append(f"{name:<12}" + "".join(f"{c:>26}" for c in cells))
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=WarmstartConfig.steps)
-    parser.add_argument("--force", action="store_true", help="rebuild even if cached")
-    parser.add_argument("--eval-episodes", type=int, default=32, help="per axis; 0 skips")
-    args = parser.parse_args()
-    if args.steps < 1 or args.eval_episodes < 0:
-        parser.error("--steps must be >= 1 and --eval-episodes >= 0")
-    torch.set_num_threads(1)  # the tiny model is fastest on one thread
-    config = replace(WarmstartConfig(), steps=args.steps)
-    base = tiny_base_models(config=config, force=args.force)
-    print(f"base: {base_path(config)}")
-    if args.eval_episodes == 0:
-        return
-    word = base.tokenizer.encode("right")[0]  # the scripted agents' word, inside the tiny vocab
-    agents: dict[str, ScriptedAgent | MoshiModels] = {
-        "base": base,
-        "random": tiny_models(config.model_seed),
-        "Silent": SilentAgent(word),
-        "AlwaysTalk": AlwaysTalkAgent(word),
-        "Rule": RuleAgent(word_id=word),
-    }
-    results = evaluate(agents, args.eval_episodes)
-    print(
-        f"mean reward [95% bootstrap interval], {args.eval_episodes} held-out episodes per axis "
-        f"(scenario seed {EVAL_SEED}, episodes seeded 0..{args.eval_episodes - 1})"
-    )
-    print(table(results))
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,7 @@ with no ground truth and no agent speech scores 1 (nothing to do, nothing done w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import ClassVar
@@ -22,6 +22,7 @@ from typing import ClassVar
 import numpy as np
 
 from fdenv.axes.base import Axis, AxisScore
+from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
 from fdenv.fdbench import metrics as fdbench
 from fdenv.scenario import Scenario
@@ -74,6 +75,11 @@ def backchannel_f1(
 class Backchannel(Axis):
     name: ClassVar[str] = "Backchannel"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "backchannels")
+    metric_directions: ClassVar[Mapping[str, str]] = {
+        "tor": "down",
+        "frequency": "up",
+        "jsd": "down",
+    }
 
     max_backchannel_s: float = 1.0
     """Longest agent interval that still counts as a backchannel (the paper's 1 s)."""
@@ -113,6 +119,10 @@ class Backchannel(Axis):
             mode="corrected",
         )
         return {"tor": float(result.tor), "frequency": result.frequency, "jsd": result.jsd}
+
+    def reference_lines(self, scenario: Scenario, partner: ReferencePartner) -> list[AgentLine]:
+        """A one-word backchannel at the start of each ground-truth one."""
+        return [AgentLine(partner.backchannel(), truth.start) for truth in scenario.backchannels]
 
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
         """D_bc: a user utterance >= ``min_utterance_s`` during which the partner makes at least

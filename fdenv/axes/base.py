@@ -2,7 +2,10 @@
 
 A new interactivity axis is a subclass of :class:`Axis` in one file plus one
 :func:`fdenv.registration.register_axis` call, which makes it the environment
-``FullDuplex-<name>-v<version>``.
+``FullDuplex-<name>-v<version>``. Everything else that depends on the axis also lives in the
+class, so that no code outside it branches on axis names: the direction of its metrics, the
+exchange an LLM judge grades, and what a good partner says (the warm start's reference). The
+optional parts raise ``NotImplementedError`` naming the missing method when something needs them.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
-from fdenv.scenario import Scenario
+from fdenv.scenario import Scenario, Utterance
 from fdenv.segments import ConversationLabels, MiningRules, Segment
 
 
@@ -36,6 +40,24 @@ class AxisScore:
         return float(sum(self.terms.values()))
 
 
+@dataclass(frozen=True)
+class JudgedExchange:
+    """What an LLM judge reads of an episode (:mod:`fdenv.judge.reward`): the user's turn that
+    the model answers, and the scenario time from which the model's reply is taken.
+
+    ``user_turn`` is empty when the scenario's transcripts do not cover the turn; the judge then
+    leaves the episode unscored.
+    """
+
+    user_turn: tuple[Utterance, ...]
+    reply_start: float
+
+
+def user_utterances(scenario: Scenario) -> list[Utterance]:
+    """The user's timed transcripts in time order."""
+    return sorted((u for u in scenario.transcripts if u.speaker == "user"), key=lambda u: u.start)
+
+
 class Axis(ABC):
     """One facet of interactivity, with the labels it needs, its synthetic scenarios and its reward.
 
@@ -49,7 +71,8 @@ class Axis(ABC):
     required_labels: ClassVar[tuple[str, ...]] = ()
     metric_directions: ClassVar[Mapping[str, str]] = {}
     """Which way each number of :meth:`metrics` is better, ``"up"`` or ``"down"`` (the arrows of
-    the benchmark's tables); reports refuse a metric that has no direction."""
+    the benchmark's tables); reports refuse a metric that has no direction. A judge's grade
+    (the ``judge`` column of ``fdenv-eval``) is better up on any axis and needs no entry."""
 
     @abstractmethod
     def synthesize(self, rng: np.random.Generator, scenario_id: str) -> Scenario:
@@ -75,6 +98,28 @@ class Axis(ABC):
         raise NotImplementedError(
             f"axis {self.name} defines no mine(labels, user, rules); "
             "implement it to mine this axis from conversations"
+        )
+
+    def judged_exchange(self, scenario: Scenario) -> JudgedExchange:
+        """The user's turn an LLM judge reads and where the model's reply to it starts.
+
+        :func:`fdenv.judge.reward.judge_terms` calls it for every episode of an axis it judges
+        (the paper judges turn-taking and interruptions); other axes need not implement it.
+        """
+        raise NotImplementedError(
+            f"axis {self.name} defines no judged_exchange(scenario); "
+            "implement it to judge this axis' replies"
+        )
+
+    def reference_lines(self, scenario: Scenario, partner: ReferencePartner) -> list[AgentLine]:
+        """What a good partner says in ``scenario``, with ``partner``'s words and timing.
+
+        A warm start (:mod:`agents.moshi.warmstart`) teacher-forces a model on these lines
+        before RL; axes that are never warm-started need not implement it.
+        """
+        raise NotImplementedError(
+            f"axis {self.name} defines no reference_lines(scenario, partner); "
+            "implement it to warm-start a model on this axis"
         )
 
     def validate(self, scenario: Scenario) -> None:

@@ -10,13 +10,14 @@ Choice left open by the paper: speech that began in the lead-in counts only from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from fdenv.axes.base import Axis, AxisScore
+from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
 from fdenv.fdbench import metrics as fdbench
 from fdenv.scenario import Scenario
@@ -35,6 +36,7 @@ def pause_reward(agent_speech: Sequence[Interval], max_speech_s: float = 1.0) ->
 class PauseHandling(Axis):
     name: ClassVar[str] = "PauseHandling"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "pauses")
+    metric_directions: ClassVar[Mapping[str, str]] = {"tor": "down"}
 
     max_speech_s: float = 1.0
     """Agent speech longer than this is a takeover (the paper's 1 s)."""
@@ -56,6 +58,10 @@ class PauseHandling(Axis):
     def metrics(self, episode: Episode) -> dict[str, float]:
         """FD-Bench pause TOR: any take-over anywhere in the output (lower is better)."""
         return {"tor": float(fdbench.pause_handling(fdbench.episode_words(episode)).tor)}
+
+    def reference_lines(self, scenario: Scenario, partner: ReferencePartner) -> list[AgentLine]:
+        """Nothing: a good partner lets the user finish."""
+        return []
 
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
         """D_pause: a user utterance >= ``min_utterance_s`` with at least one internal pause

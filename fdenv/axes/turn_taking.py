@@ -15,13 +15,14 @@ are pauses handled badly, the pause axis' business; they are not the response.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from fdenv.axes.base import Axis, AxisScore
+from fdenv.axes.base import Axis, AxisScore, JudgedExchange, user_utterances
+from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
 from fdenv.fdbench import metrics as fdbench
 from fdenv.scenario import Scenario
@@ -29,6 +30,9 @@ from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least, at_most
 from fdenv.timeline import Interval
+
+TURN_GAP_S = 1.0
+"""A silence longer than this between two user utterances separates turns (the paper's rule)."""
 
 
 def response_delay(
@@ -48,6 +52,7 @@ def response_delay(
 class TurnTaking(Axis):
     name: ClassVar[str] = "TurnTaking"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "turn_end")
+    metric_directions: ClassVar[Mapping[str, str]] = {"tor": "up", "latency": "down"}
 
     min_response_s: float = 1.0
     """Only agent utterances longer than this count as taking the turn (the paper's 1 s)."""
@@ -81,6 +86,29 @@ class TurnTaking(Axis):
         result = fdbench.turn_taking(fdbench.episode_words(episode), episode.scenario.turn_end)
         latency = float("nan") if result.latency is None else result.latency
         return {"tor": float(result.tor), "latency": latency}
+
+    def judged_exchange(self, scenario: Scenario) -> JudgedExchange:
+        """The user's turn is the run of user utterances that ends with the last one starting
+        before ``turn_end``, consecutive utterances separated by at most ``TURN_GAP_S``; if that
+        last one ends more than ``TURN_GAP_S`` before ``turn_end``, the transcripts miss the
+        turn. The reply is what the model says from ``turn_end`` on."""
+        end = scenario.turn_end
+        assert end is not None
+        before = [u for u in user_utterances(scenario) if u.start < end]
+        if not before or end - before[-1].end > TURN_GAP_S:
+            return JudgedExchange((), end)  # the transcripts miss the utterance ending the turn
+        turn = before[-1:]
+        for earlier in reversed(before[:-1]):
+            if turn[0].start - earlier.end > TURN_GAP_S:
+                break
+            turn.insert(0, earlier)
+        return JudgedExchange(tuple(turn), end)
+
+    def reference_lines(self, scenario: Scenario, partner: ReferencePartner) -> list[AgentLine]:
+        """A statement shortly after the turn end."""
+        assert scenario.turn_end is not None
+        text = partner.statement()
+        return [AgentLine(text, partner.reply_at(scenario.turn_end))]
 
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
         """D_turn: a user utterance X then a partner utterance Y, both >= ``min_utterance_s``,

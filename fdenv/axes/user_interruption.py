@@ -20,13 +20,15 @@ utterances count; the LLM-judge reward is the paper's answer to empty responses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import ClassVar
 
 import numpy as np
 
-from fdenv.axes.base import Axis, AxisScore
+from fdenv.axes.base import Axis, AxisScore, JudgedExchange, user_utterances
+from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
 from fdenv.fdbench import metrics as fdbench
 from fdenv.scenario import Scenario
@@ -54,6 +56,7 @@ def interruption_delay(
 class UserInterruption(Axis):
     name: ClassVar[str] = "UserInterruption"
     required_labels: ClassVar[tuple[str, ...]] = ("user_speech", "interruption")
+    metric_directions: ClassVar[Mapping[str, str]] = {"tor": "up", "latency": "down"}
 
     min_response_s: float = 0.0
     """Agent speech must be longer than this to count as the answer (the paper: any speech)."""
@@ -87,6 +90,26 @@ class UserInterruption(Axis):
         result = fdbench.user_interruption(words, episode.scenario.interruption.end)
         latency = float("nan") if result.latency is None else result.latency
         return {"tor": float(result.tor), "latency": latency}
+
+    def judged_exchange(self, scenario: Scenario) -> JudgedExchange:
+        """The user's turn is the user utterances overlapping the interruption; the reply is
+        what the model says from the interruption's end on (FD-Bench cuts the output there)."""
+        cut = scenario.interruption
+        assert cut is not None
+        turn = (u for u in user_utterances(scenario) if u.start < cut.end and u.end > cut.start)
+        return JudgedExchange(tuple(turn), cut.end)
+
+    def reference_lines(self, scenario: Scenario, partner: ReferencePartner) -> list[AgentLine]:
+        """Two statements after the turn end, so that the answer is still going when the user
+        cuts in, broken off shortly after the interruption starts; one statement after it."""
+        cut = scenario.interruption
+        assert scenario.turn_end is not None and cut is not None
+        # the calls draw from the partner's generator: their order is part of the warm start
+        stop = partner.stop_at(cut.start)
+        answer = f"{partner.statement()} {partner.statement()}"
+        first = AgentLine(answer, partner.reply_at(scenario.turn_end), stop)
+        text = partner.statement()
+        return [first, AgentLine(text, partner.reply_at(cut.end))]
 
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
         """D_int: user X1, partner Y1, user X2, partner Y2, all >= ``min_utterance_s``, where X2

@@ -5,16 +5,11 @@ transcripts (synthetic scenarios carry them by construction, mined ones from the
 model's side is its own text stream (Moshi's inner monologue), decoded with its tokenizer. An
 agent that makes audio without text can pass an ``asr`` hook instead.
 
-What is judged, per axis (the paper applies R_llm to these two only):
-
-- ``TurnTaking``: the user's turn is the run of user utterances that ends with the last one
-  starting before ``turn_end``, consecutive utterances separated by at most ``TURN_GAP_S`` (the
-  paper's rule: a longer silence ends an utterance); if that last one ends more than
-  ``TURN_GAP_S`` before ``turn_end``, the transcripts miss the turn. The reply is what the
-  model says from the frame in which ``turn_end`` falls to the end of the scenario.
-- ``UserInterruption``: the user's turn is the user utterances overlapping the labelled
-  interruption; the reply starts at the frame in which the interruption ends (as FD-Bench cuts
-  the output at the interruption's end).
+What is judged is the axis' business: :meth:`fdenv.axes.Axis.judged_exchange` names the
+user's turn and the time the reply starts (the paper applies R_llm to ``TurnTaking``, whose
+turn is the one that ends at ``turn_end``, and ``UserInterruption``, whose turn is the
+interruption; see their methods). The reply is what the model says from the frame in which that
+time falls to the end of the scenario; an axis without the method cannot be judged.
 
 The context is every utterance, user or partner, that starts before the turn does, in time
 order, one ``User: ...`` / ``Partner: ...`` line each; partner lines are what the other side of
@@ -32,19 +27,18 @@ from typing import Protocol
 
 import numpy as np
 
+from fdenv.axes import Axis, JudgedExchange, TurnTaking, UserInterruption
 from fdenv.constants import EPAD_ID, FRAME_S, PAD_ID, SAMPLE_RATE
 from fdenv.episode import Episode
 from fdenv.judge.client import Judge, JudgeRequest
-from fdenv.scenario import Scenario, Utterance
+from fdenv.scenario import Scenario
 
 logger = logging.getLogger(__name__)
 
 TERM = "llm"
 """The reward term's name in ``Rollout.reward_terms``."""
-JUDGED_AXES = ("TurnTaking", "UserInterruption")
-"""The axes the paper judges, and the only ones whose user turn this module can find."""
-TURN_GAP_S = 1.0
-"""A silence longer than this between two user utterances separates turns (the paper's rule)."""
+JUDGED_AXES: tuple[Axis, ...] = (TurnTaking(), UserInterruption())
+"""The axes the paper judges (any axis with :meth:`~fdenv.axes.Axis.judged_exchange` can be)."""
 SPEAKERS = {"user": "User", "partner": "Partner"}
 
 AsrHook = Callable[[np.ndarray, int], str]
@@ -59,40 +53,9 @@ class TextDecoder(Protocol):
     def vocab_size(self) -> int: ...
 
 
-def response_start(scenario: Scenario) -> float:
-    """Scenario time from which the model's reply is taken."""
-    if scenario.axis == "TurnTaking" and scenario.turn_end is not None:
-        return scenario.turn_end
-    if scenario.axis == "UserInterruption" and scenario.interruption is not None:
-        return scenario.interruption.end
-    raise ValueError(
-        f"scenario {scenario.id!r}: the judge applies to {list(JUDGED_AXES)} scenarios with "
-        f"their labels, not to {scenario.axis!r}"
-    )
-
-
-def user_turn(scenario: Scenario) -> list[Utterance]:
-    """The user's utterances that make up the turn the model answers (empty if the transcripts
-    do not cover it)."""
-    users = sorted((u for u in scenario.transcripts if u.speaker == "user"), key=lambda u: u.start)
-    if scenario.axis == "UserInterruption" and scenario.interruption is not None:
-        cut = scenario.interruption
-        return [u for u in users if u.start < cut.end and u.end > cut.start]
-    end = response_start(scenario)
-    before = [u for u in users if u.start < end]
-    if not before or end - before[-1].end > TURN_GAP_S:
-        return []  # the transcripts miss the utterance that ends the turn
-    turn = before[-1:]
-    for earlier in reversed(before[:-1]):
-        if turn[0].start - earlier.end > TURN_GAP_S:
-            break
-        turn.insert(0, earlier)
-    return turn
-
-
-def user_side(scenario: Scenario) -> tuple[str, str] | None:
+def user_side(scenario: Scenario, exchange: JudgedExchange) -> tuple[str, str] | None:
     """``(context, user turn)`` as text, or ``None`` if the transcripts miss the turn."""
-    turn = user_turn(scenario)
+    turn = exchange.user_turn
     if not turn:
         return None
     earlier = sorted(
@@ -162,12 +125,15 @@ def judge_terms(
     episodes: Sequence[Episode],
     tokenizer: TextDecoder | None = None,
     *,
-    axes: Sequence[str] = JUDGED_AXES,
+    axes: Sequence[Axis] = JUDGED_AXES,
     asr: AsrHook | None = None,
     silence_score: float | None = 0.0,
 ) -> JudgeTerms:
     """Scores the reply of every episode on ``axes`` with ``judge``, in one batch.
 
+    Episodes are matched to ``axes`` by name; the others are not judged. What is judged is each
+    axis' :meth:`~fdenv.axes.Axis.judged_exchange` (``NotImplementedError`` for an axis that
+    does not define it).
     The reply is decoded from the episode's text tokens with ``tokenizer``, or transcribed from
     its audio with ``asr`` when given. A reply without words gets ``silence_score`` (every rubric
     here gives silence its lowest grade) without asking the judge; ``None`` asks anyway, and NaN
@@ -175,22 +141,21 @@ def judge_terms(
     a failing judge nor a failing ASR hook raises: the episode's score is NaN and counted.
     Configuration errors raise ``ValueError``.
     """
-    unknown = set(axes) - set(JUDGED_AXES)
-    if unknown:
-        raise ValueError(f"the judge applies to {list(JUDGED_AXES)}, not to {sorted(unknown)}")
     if tokenizer is None and asr is None:
         raise ValueError("judge_terms needs a tokenizer (text tokens) or an asr hook (audio)")
     scores = np.full(len(episodes), np.nan)
     failed = untranscribed = silent = 0
     pending: list[tuple[int, JudgeRequest]] = []
+    by_name = {axis.name: axis for axis in axes}
     for index, episode in enumerate(episodes):
-        if episode.axis not in axes:
+        if episode.axis not in by_name:
             continue
-        side = user_side(episode.scenario)
+        exchange = by_name[episode.axis].judged_exchange(episode.scenario)
+        side = user_side(episode.scenario, exchange)
         if side is None:
             untranscribed += 1
             continue
-        start = response_start(episode.scenario)
+        start = exchange.reply_start
         if asr is None:
             assert tokenizer is not None
             response = response_from_tokens(episode, start, tokenizer)
