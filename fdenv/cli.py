@@ -4,6 +4,10 @@
 and ``DIR/audio/``, in parallel, reproducibly from ``--seed``. ``fdenv-data mine`` mines them
 from two-channel conversation corpora (:mod:`fdenv.mining.command`). ``fdenv-data import-fdbench``
 turns Full-Duplex-Bench v1 sample folders into one (:mod:`fdenv.fdbench.samples`).
+
+Every command holds a lock in ``--out`` while it runs (a second run on the same folder stops at
+once, naming the pid of the first) and refuses an ``--out`` that holds another kind of set
+(``synth`` into a mined folder) unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ import numpy as np
 from tqdm import tqdm
 
 from fdenv.audio.acoustics import Acoustics, augment
-from fdenv.axes import PAPER_AXES
+from fdenv.axes import PAPER_AXES, Axis
 from fdenv.fdbench.samples import import_command
-from fdenv.manifest import ManifestWriter, write_scenario_audio
-from fdenv.mining.command import add_mine_parser
+from fdenv.manifest import ManifestWriter, write_scenario_audio, writing_set
+from fdenv.mining.command import OVERWRITE_HELP, add_mine_parser
 from fdenv.registration import get_axis
 from fdenv.scenarios.synthetic import make_scenario
 
 
-def _synth_one(job: tuple[str, int, int, str, Acoustics | None, str]) -> dict[str, Any]:
+def _synth_one(job: tuple[Axis, int, int, str, Acoustics | None, str]) -> dict[str, Any]:
     axis, seed, index, folder, acoustics, audio_format = job
     scenario = make_scenario(axis, seed, index)
     if acoustics is not None:
@@ -39,9 +43,8 @@ def _synth_one(job: tuple[str, int, int, str, Acoustics | None, str]) -> dict[st
 
 
 def synth(args: argparse.Namespace) -> int:
-    axes = [a.name for a in PAPER_AXES] if args.axes == ["all"] else args.axes
-    for name in axes:
-        get_axis(name)
+    names = [a.name for a in PAPER_AXES] if args.axes == ["all"] else args.axes
+    axes = [get_axis(name) for name in names]
     acoustics = None
     if args.reverb or args.snr_db is not None:
         acoustics = Acoustics(
@@ -54,7 +57,8 @@ def synth(args: argparse.Namespace) -> int:
         for index in range(args.num)
     ]
     start = time.perf_counter()
-    with ManifestWriter(args.out, args.format) as writer:
+    claim = writing_set(args.out, "synthetic", args.overwrite)
+    with claim, ManifestWriter(args.out, args.format) as writer:
         if args.workers <= 1:
             records = map(_synth_one, jobs)
             for record in tqdm(records, total=len(jobs), desc="synthesising", unit="scenario"):
@@ -66,7 +70,7 @@ def synth(args: argparse.Namespace) -> int:
                     writer.add_record(record)
     elapsed = time.perf_counter() - start
     print(
-        f"wrote {writer.count} scenarios ({args.num} per axis: {', '.join(axes)}) "
+        f"wrote {writer.count} scenarios ({args.num} per axis: {', '.join(names)}) "
         f"to {Path(args.out) / 'manifest.jsonl'} in {elapsed:.1f} s"
     )
     return 0
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--snr-db", type=float, nargs=2, metavar=("LOW", "HIGH"), help="add noise at this SNR"
     )
     p.add_argument("--format", choices=["flac", "wav"], default="flac")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=synth)
     p = commands.add_parser(
         "import-fdbench", help="turn Full-Duplex-Bench v1 sample folders into a manifest folder"
@@ -93,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", type=Path, required=True, help="benchmark folder (input.wav + labels)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", choices=["flac", "wav"], default="flac")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.set_defaults(run=import_command)
     add_mine_parser(commands)
     return parser
@@ -103,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "num", 1) < 1:
         print("fdenv-data: --num must be >= 1", file=sys.stderr)
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # FolderLocked among them
+        print(f"fdenv-data: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -131,7 +131,13 @@ class Scenario:
         self.audio = check_mono(self.audio, f"scenario {self.id!r}")
         if len(self.audio) == 0:
             raise ValueError(f"scenario {self.id!r}: audio is empty")
-        limit = self.duration + LABEL_TOLERANCE_S
+        self.check_labels(self.duration)
+        return self
+
+    def check_labels(self, duration: float) -> None:
+        """Checks the label times against ``duration`` seconds of audio, so that a manifest can
+        check every line when it is opened, before any audio is read."""
+        limit = duration + LABEL_TOLERANCE_S
         spans: list[tuple[str, Interval]] = [("user_speech", i) for i in self.user_speech]
         spans += [("pauses", i) for i in self.pauses]
         spans += [("backchannels", i) for i in self.backchannels]
@@ -141,13 +147,12 @@ class Scenario:
             if not 0.0 <= interval.start < interval.end <= limit:
                 raise ValueError(
                     f"scenario {self.id!r}: {name} interval {tuple(interval)} must satisfy "
-                    f"0 <= start < end <= {self.duration:.3f} s (the audio's length)"
+                    f"0 <= start < end <= {duration:.3f} s (the audio's length)"
                 )
         if self.turn_end is not None and not 0.0 <= self.turn_end <= limit:
             raise ValueError(
-                f"scenario {self.id!r}: turn_end {self.turn_end} outside [0, {self.duration:.3f}] s"
+                f"scenario {self.id!r}: turn_end {self.turn_end} outside [0, {duration:.3f}] s"
             )
-        return self
 
     def labels_json(self) -> dict[str, Any]:
         """The labels as a JSON-ready dict (the manifest line, minus the audio path)."""

@@ -114,13 +114,29 @@ def test_bad_and_unlabelled_samples_are_skipped_with_reasons(tmp_path):
     assert "user_speech" in reasons[str(tmp_path / "silent_turn" / "1")]
 
 
-def test_two_label_files_are_ambiguous(tmp_path):
+def test_an_ambiguous_folder_is_skipped_with_its_reason_not_fatal(tmp_path):
     folder = sample(tmp_path, "mixed", "pause.json", "[]")
     (folder / "turn_taking.json").write_text("[]")
-    with pytest.raises(ValueError, match="one label file"):
-        find_samples(tmp_path)
+    sample(tmp_path, "silent_turn", "turn_taking.json", '[{"timestamp": [0.5, 0.6]}]')
+    (mixed, silent) = find_samples(tmp_path)
+    assert "one label file" in mixed.problem and silent.problem is None
+    reasons = dict(import_fdbench(tmp_path).skipped)
+    assert "pause.json, turn_taking.json; a sample has one label file" in reasons[str(folder)]
+    assert len(reasons) == 2  # the other folder was still tried
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_samples(tmp_path / "nowhere")
+
+
+def test_samples_whose_ids_collide_are_skipped(tmp_path):
+    """``a-b/1`` and ``a/b-1`` both become ``fdbench-a-b-1``: one id for two samples."""
+    first = sample(tmp_path, "a-b", "turn_taking.json", '[{"timestamp": [0.5, 0.6]}]')
+    second = tmp_path / "a" / "b-1"
+    second.mkdir(parents=True)
+    for name in ("input.wav", "turn_taking.json"):
+        (second / name).write_bytes((first / name).read_bytes())
+    reasons = dict(import_fdbench(tmp_path).skipped)
+    assert f"also that of {second}" in reasons[str(first)]
+    assert f"also that of {first}" in reasons[str(second)]
 
 
 def test_import_command_writes_a_manifest(imported, tmp_path):

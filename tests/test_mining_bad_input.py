@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from mining_corpus import EXPECTED, render, write_folder, write_seamless
+from mining_corpus import EXPECTED, render, write_fisher, write_folder, write_seamless
 
-from fdenv.corpora import FolderReader, SeamlessReader, SkipItem
+from fdenv.cli import main as fdenv_data
+from fdenv.corpora import CorpusItem, FisherReader, FolderReader, SeamlessReader, SkipItem
 from fdenv.manifest import Manifest
 from fdenv.mining import mine_corpus
 
@@ -151,3 +152,98 @@ def test_reader_and_root_errors_name_the_path(tmp_path):
         SeamlessReader(tmp_path / "missing")
     with pytest.raises(ValueError, match="length_tolerance_s must be >= 0"):
         SeamlessReader(tmp_path, length_tolerance_s=-1)
+
+
+def test_files_that_would_share_a_conversation_id_are_skipped_not_merged(tmp_path):
+    """``x.wav`` beside ``x.flac`` and ``a/b.flac`` beside ``a__b.flac`` name one id each:
+    mining them would mix audio of one file with labels of the other."""
+    corpus = tmp_path / "corpus"
+    write_folder(corpus, name="good")
+    flac = write_folder(corpus, name="x")
+    sf.write(flac.with_suffix(".wav"), render().T, 24_000)
+    write_folder(corpus, name="a__b")
+    write_folder(corpus / "a", name="b")
+    summary = mine_corpus(FolderReader(corpus), tmp_path / "out", progress=False)
+    assert summary["skipped_by_reason"] == {"duplicate_id": 4}
+    assert any("x.wav" in e and "x.flac" in e for e in summary["skipped_examples"])
+    ids = [json.loads(line)["id"] for line in (tmp_path / "out/manifest.jsonl").open()]
+    assert len(ids) == len(set(ids)) == len(EXPECTED)
+    assert all(i.startswith("good-") for i in ids)
+
+
+def test_unsafe_conversation_ids_from_a_reader_are_skipped(tmp_path):
+    """A reader's id becomes file names under ``--out``: one that is not a plain name is skipped."""
+    write_folder(tmp_path / "corpus", name="good")
+
+    class Escaping(FolderReader):
+        def scan(self):
+            scan = super().scan()
+            (item,) = scan.items
+            scan.items = [item, CorpusItem("../escaped", item.files), CorpusItem("", item.files)]
+            return scan
+
+    summary = mine_corpus(Escaping(tmp_path / "corpus"), tmp_path / "out", progress=False)
+    assert summary["skipped_by_reason"] == {"bad_id": 2}
+    assert not (tmp_path / "escaped.json").exists()
+    assert not any(p.name.startswith("escaped") for p in tmp_path.rglob("*"))
+
+
+def test_an_output_folder_inside_the_corpus_is_refused(tmp_path):
+    """The next run would mine the first run's outputs as new conversations."""
+    write_folder(tmp_path / "corpus", name="good")
+    with pytest.raises(ValueError, match=r"output folder .*corpus/mined lies inside the corpus"):
+        mine_corpus(FolderReader(tmp_path / "corpus"), tmp_path / "corpus" / "mined")
+    assert not (tmp_path / "corpus" / "mined").exists()
+    assert fdenv_data(
+        ["mine", "--corpus", "folder", "--root", str(tmp_path / "corpus"), "--out",
+         str(tmp_path / "corpus"), "--no-progress"]
+    ) == 2  # fmt: skip
+
+
+def test_a_tampered_cut_record_cannot_touch_files_outside_out(tmp_path):
+    write_folder(tmp_path / "corpus", name="good")
+    out = tmp_path / "out"
+    mine_corpus(FolderReader(tmp_path / "corpus"), out, progress=False)
+    victims = [tmp_path / "victim.txt", tmp_path / "absolute.txt"]
+    for victim in victims:
+        victim.write_text("keep me")
+    record_path = out / "state" / "cut" / "good.json"
+    record = json.loads(record_path.read_text())
+    record["key"] = "changed settings"  # makes the rerun drop the record's files
+    record["records"][0]["audio"] = "../victim.txt"
+    record["records"][1]["audio"] = str(victims[1])
+    record_path.write_text(json.dumps(record))
+    summary = mine_corpus(FolderReader(tmp_path / "corpus"), out, progress=False)
+    assert all(v.read_text() == "keep me" for v in victims)
+    assert summary["state_records_refused"] == 1
+    assert "good.json: names a file outside" in summary["skipped_examples"][0]
+    assert len(Manifest(out)) == len(EXPECTED)  # the conversation was cut again
+
+
+def test_mining_into_a_folder_of_another_kind_needs_overwrite(tmp_path):
+    write_folder(tmp_path / "corpus", name="good")
+    out = tmp_path / "synth"
+    assert fdenv_data(["synth", "--out", str(out), "--num", "1", "--axes", "TurnTaking"]) == 0
+    with pytest.raises(FileExistsError, match="holds a synthetic scenario set"):
+        mine_corpus(FolderReader(tmp_path / "corpus"), out, progress=False)
+    summary = mine_corpus(FolderReader(tmp_path / "corpus"), out, progress=False, overwrite=True)
+    assert summary["segments_per_axis"] == {a: 1 for a in EXPECTED}
+
+
+def test_one_participant_twice_is_not_a_pair(tmp_path):
+    a, b = write_seamless(tmp_path, prefix=GOOD)
+    b.unlink()
+    seamless_json(b).unlink()
+    copy = tmp_path / "elsewhere" / a.name
+    copy.parent.mkdir()
+    copy.write_bytes(a.read_bytes())
+    scan = SeamlessReader(tmp_path).scan()
+    assert scan.items == [] and scan.skipped == [(GOOD, "duplicate_participant")]
+
+
+def test_two_transcripts_of_one_fisher_recording_are_not_guessed_between(tmp_path):
+    path = write_fisher(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "fe_03_00001.txt").write_text("0.0 1.0 A: someone else\n")
+    scan = FisherReader(tmp_path).scan()
+    assert scan.items == [] and scan.skipped == [(str(path), "duplicate_transcript")]

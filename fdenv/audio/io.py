@@ -2,6 +2,12 @@
 
 Inside fdenv all audio is mono float32 in [-1, 1] at 24 kHz; everything read from disk passes
 through :func:`load_mono` so that bad files fail here, with their name, and nowhere else.
+
+Samples outside [-1, 1] (a float WAV can hold them, and resampling overshoots near full scale)
+are clipped where audio enters: when a file is read, resampled on reading, or a scenario is
+validated (:func:`check_mono`). Clipping, not refusing: a few loud samples are common in real
+recordings and harmless to the labels, and it keeps every observation inside the env's
+``Box(-1, 1)``.
 """
 
 from __future__ import annotations
@@ -28,8 +34,17 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def clip_unit(audio: np.ndarray) -> np.ndarray:
+    """``audio`` as float32 clipped to [-1, 1] (the same array when nothing needs clipping)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.size and (audio.max() > 1.0 or audio.min() < -1.0):
+        return np.clip(audio, -1.0, 1.0)
+    return audio
+
+
 def check_mono(audio: np.ndarray, name: str) -> np.ndarray:
-    """Returns ``audio`` as a finite 1-D float32 array or raises ``ValueError`` naming ``name``."""
+    """Returns ``audio`` as a finite 1-D float32 array clipped to [-1, 1], or raises
+    ``ValueError`` naming ``name``."""
     audio = np.asarray(audio)
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)
@@ -43,13 +58,13 @@ def check_mono(audio: np.ndarray, name: str) -> np.ndarray:
     if not np.all(np.isfinite(audio)):
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise ValueError(f"{name}: audio contains {bad} NaN/Inf samples")
-    return audio.astype(np.float32, copy=False)
+    return clip_unit(audio)
 
 
 def load_mono(path: str | Path, name: str | None = None) -> tuple[np.ndarray, int]:
     """Reads a mono audio file, resampled to 24 kHz; returns it with the file's original rate."""
     audio, rate = read_mono(path, name)
-    return resample(audio, rate, SAMPLE_RATE), rate
+    return clip_unit(resample(audio, rate, SAMPLE_RATE)), rate
 
 
 def read_channels(

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import soundfile as sf
 
-from fdenv.audio.io import resample
+from fdenv.audio.io import clip_unit, resample
 from fdenv.constants import SAMPLE_RATE
 from fdenv.scenario import Utterance
 from fdenv.timeline import Interval
@@ -91,7 +91,8 @@ class Conversation:
         return min(c.duration for c in self.channels)
 
     def read(self, start_s: float, end_s: float, rate: int = SAMPLE_RATE) -> np.ndarray:
-        """Both channels over ``[start_s, end_s)``, float32 ``[2, n]`` at ``rate``.
+        """Both channels over ``[start_s, end_s)``, float32 ``[2, n]`` in [-1, 1] at ``rate``
+        (louder samples of float files, and resampling overshoot, are clipped).
 
         ``n = round((end_s - start_s) * rate)``. A file that holds fewer frames than its header
         promised raises :class:`SkipItem` ``truncated_audio``.
@@ -116,7 +117,7 @@ class Conversation:
                 audio = resample(channel, ref.sample_rate, rate)
                 piece = audio[first : first + n]
                 out[index, : piece.size] = piece
-        return out
+        return clip_unit(out)
 
 
 def _read_frames(ref: ChannelRef, start_s: float, end_s: float) -> tuple[np.ndarray, int]:

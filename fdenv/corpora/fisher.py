@@ -5,7 +5,8 @@ Shorten-compressed files (``sample_coding`` ``...embedded-shorten...``, as some 
 ship) cannot be read; they are skipped as ``unsupported_encoding`` (decompress them first, for
 example with ``sph2pipe -f wav``, and mine the result with the ``folder`` reader). A transcript
 ``<stem>.txt`` anywhere under the root, in LDC's Fisher format (``start end A: words`` per line,
-``A`` = channel 0, ``B`` = channel 1), is attached when present; Fisher ships no VAD.
+``A`` = channel 0, ``B`` = channel 1), is attached when present (a recording with two
+transcripts of its name is skipped, ``duplicate_transcript``); Fisher ships no VAD.
 """
 
 from __future__ import annotations
@@ -36,17 +37,21 @@ class FisherReader(CorpusReader):
     def scan(self) -> CorpusScan:
         scan = CorpusScan()
         audio: list[Path] = []
-        texts: dict[str, Path] = {}
+        texts: dict[str, list[Path]] = {}
         for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
             suffix = path.suffix.lower()
             if suffix == ".sph":
                 audio.append(path)
             elif suffix == ".txt":
-                texts[path.stem] = path
+                texts.setdefault(path.stem, []).append(path)
             else:
                 scan.skipped.append((str(path), "not_audio"))
         for path in audio:
-            files = (str(path),) + ((str(texts[path.stem]),) if path.stem in texts else ())
+            transcripts = texts.get(path.stem, [])
+            if len(transcripts) > 1:  # which one belongs to this recording is unknown
+                scan.skipped.append((str(path), "duplicate_transcript"))
+                continue
+            files = (str(path), *map(str, transcripts))
             scan.items.append(CorpusItem(path.stem, files))
         return scan
 

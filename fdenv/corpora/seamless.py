@@ -5,8 +5,9 @@ conversation share the ``V_S_I`` prefix and may sit in different folders. Each
 ``<id>.json`` holds ``metadata:vad`` (a list of ``{"start", "end"}`` in seconds) and
 ``metadata:transcript`` (segments ``{"transcript", "start", "end", "words": [{"word", "start",
 "end", "score"}]}``). Known defects, each counted: interactions with one participant (or more
-than two), empty VAD lists (the conversation is skipped: an empty list is as likely a missing
-annotation as a silent participant), and words with null times (dropped).
+than two, or one participant's file twice, in two folders), empty VAD lists (the conversation
+is skipped: an empty list is as likely a missing annotation as a silent participant), and words
+with null times (dropped).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class SeamlessReader(CorpusReader):
                 scan.skipped.append((prefix, "one_participant"))
             elif len(paths) > 2:
                 scan.skipped.append((prefix, "more_than_two_participants"))
+            elif paths[0].stem == paths[1].stem:  # one participant's file in two folders
+                scan.skipped.append((prefix, "duplicate_participant"))
             else:
                 paths.sort(key=lambda p: p.stem)
                 scan.items.append(CorpusItem(prefix, tuple(str(p) for p in paths)))

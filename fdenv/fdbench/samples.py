@@ -32,6 +32,7 @@ from pathlib import Path
 from fdenv.audio.io import load_mono
 from fdenv.audio.vad import SileroVAD
 from fdenv.fdbench.metrics import read_interruption, read_label_intervals, read_turn_end
+from fdenv.manifest import ManifestWriter, writing_set
 from fdenv.registration import get_axis
 from fdenv.scenario import Scenario, Utterance
 
@@ -47,11 +48,16 @@ LABEL_AXES = {
 @dataclass(frozen=True)
 class Sample:
     """One sample folder: where it is, its id (its path under the benchmark folder) and its
-    label file (``None`` for samples without one, such as backchannel samples)."""
+    label file (``None`` for samples without one, such as backchannel samples, or with several).
+
+    ``problem`` says why the sample cannot be imported or scored (several label files), so
+    that one ambiguous folder is skipped with its reason instead of aborting the whole folder.
+    """
 
     folder: Path
     name: str
     label_file: Path | None
+    problem: str | None = None
 
     @property
     def input(self) -> Path:
@@ -65,7 +71,7 @@ class Sample:
 def find_samples(root: str | Path) -> list[Sample]:
     """Every folder under ``root`` (``root`` included) that holds an ``input.wav``, sorted.
 
-    A folder with more than one label file is ambiguous and raises ``ValueError``.
+    A folder with more than one label file is ambiguous: its sample carries that ``problem``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -74,19 +80,21 @@ def find_samples(root: str | Path) -> list[Sample]:
     for path in sorted(root.rglob(INPUT_NAME)):
         folder = path.parent
         labels = [folder / name for name in LABEL_AXES if (folder / name).is_file()]
-        if len(labels) > 1:
-            raise ValueError(
-                f"{folder}: has {', '.join(p.name for p in labels)}; a sample has one label file"
-            )
         relative = folder.relative_to(root)
         name = "-".join(relative.parts) if relative.parts else folder.name
-        samples.append(Sample(folder, name, labels[0] if labels else None))
+        if len(labels) > 1:
+            problem = f"has {', '.join(p.name for p in labels)}; a sample has one label file"
+            samples.append(Sample(folder, name, None, problem))
+        else:
+            samples.append(Sample(folder, name, labels[0] if labels else None))
     return samples
 
 
 def sample_scenario(sample: Sample, vad: SileroVAD | None = None) -> Scenario:
     """The scenario of a labelled sample (validated against its axis); ``ValueError`` or
     ``FileNotFoundError`` naming the file for bad audio or labels."""
+    if sample.problem is not None:
+        raise ValueError(f"{sample.folder}: {sample.problem}")
     if sample.label_file is None:
         raise ValueError(
             f"{sample.folder}: no label file ({', '.join(LABEL_AXES)}); backchannel samples "
@@ -99,6 +107,7 @@ def sample_scenario(sample: Sample, vad: SileroVAD | None = None) -> Scenario:
         audio=audio,
         user_speech=(vad or SileroVAD()).speech_intervals(audio),
         source={
+            "kind": "fdbench",
             "benchmark": "Full-Duplex-Bench v1",
             "sample": sample.name,
             "label_file": sample.label_file.name,
@@ -130,10 +139,20 @@ class ImportResult:
 
 
 def import_fdbench(root: str | Path) -> ImportResult:
-    """The labelled samples under ``root`` as scenarios; bad or unlabelled ones are skipped."""
+    """The labelled samples under ``root`` as scenarios; bad or unlabelled ones are skipped, and
+    so are samples whose ids collide (``a-b/1`` and ``a/b-1`` are both ``fdbench-a-b-1``)."""
     result = ImportResult()
     vad = SileroVAD()
-    for sample in find_samples(root):
+    samples = find_samples(root)
+    folders: dict[str, list[Path]] = {}
+    for sample in samples:
+        folders.setdefault(sample.name, []).append(sample.folder)
+    for sample in samples:
+        twins = [str(f) for f in folders[sample.name] if f != sample.folder]
+        if twins:
+            reason = f"its id fdbench-{sample.name} is also that of {', '.join(twins)}"
+            result.skipped.append((str(sample.folder), reason))
+            continue
         try:
             result.scenarios.append(sample_scenario(sample, vad))
         except (ValueError, FileNotFoundError) as err:
@@ -143,15 +162,14 @@ def import_fdbench(root: str | Path) -> ImportResult:
 
 def import_command(args: argparse.Namespace) -> int:
     """``fdenv-data import-fdbench``: writes the imported scenarios as a manifest folder."""
-    from fdenv.manifest import ManifestWriter
-
     result = import_fdbench(args.src)
     for folder, reason in result.skipped:
         print(f"skipped {folder}: {reason}")
     if not result.scenarios:
         print(f"fdenv-data: no labelled Full-Duplex-Bench samples under {args.src}")
         return 1
-    with ManifestWriter(args.out, args.format) as writer:
+    claim = writing_set(args.out, "fdbench", args.overwrite)
+    with claim, ManifestWriter(args.out, args.format) as writer:
         for scenario in result.scenarios:
             writer.add(scenario)
     axes = sorted({s.axis for s in result.scenarios})

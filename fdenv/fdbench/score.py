@@ -40,6 +40,8 @@ def score_sample(
 ) -> tuple[str, dict[str, float]]:
     """(axis, metrics) of one sample's output, named as :meth:`fdenv.axes.Axis.metrics` names
     them; ``ValueError``/``FileNotFoundError`` naming the file when something is missing."""
+    if sample.problem is not None:  # several label files: which task it is, is unknown
+        raise ValueError(f"{sample.folder}: {sample.problem}")
     words = read_asr_words(sample.folder / "output.json")
     label = sample.label_file
     if label is None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fdenv.atomic import name_problem
 from fdenv.audio.acoustics import augment
 from fdenv.audio.io import write_audio
 from fdenv.constants import SAMPLE_RATE
-from fdenv.corpora import Conversation, CorpusItem, CorpusReader
+from fdenv.corpora import Conversation, CorpusItem, CorpusReader, SkipItem
 from fdenv.mining.config import MiningConfig, digest
 from fdenv.mining.label import segment_from_json
 from fdenv.registration import get_axis
@@ -112,6 +113,9 @@ def cut_conversation(
     for record in chosen:
         segment = segment_from_json(record)
         sid = record["id"]
+        problem = name_problem(sid)
+        if problem is not None:  # a tampered label record: its files would land elsewhere
+            raise SkipItem("bad_id", f"{item.id}: segment {problem}")
         context_start = max(segment.window.start - config.context_s, 0.0)
         block = conversation.read(context_start, segment.window.end)
         context_n = round((segment.window.start - context_start) * SAMPLE_RATE)

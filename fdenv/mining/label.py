@@ -87,7 +87,14 @@ def label_conversation(reader: CorpusReader, item: CorpusItem, config: MiningCon
     conversation = reader.open(item)
     ipus, sources = conversation_ipus(conversation, config.vad, config.fallback_vad)
     labels = ConversationLabels.from_ipus(ipus, conversation.duration, config.rules.max_pause_s)
-    segments = mine_segments(labels, config.axes, config.rules)
+    notes = dict(conversation.notes)
+    candidates: dict[str, dict] = {}
+    for segment in mine_segments(labels, config.axes, config.rules):
+        sid = segment_id(item.id, segment)
+        if sid in candidates:  # two segments of one axis and user starting in the same ms
+            notes["duplicate_segment_id"] = notes.get("duplicate_segment_id", 0) + 1
+            continue
+        candidates[sid] = segment_to_json(segment, sid) | {"conversation": item.id}
     return {
         "id": item.id,
         "key": config.label_key(),
@@ -95,8 +102,6 @@ def label_conversation(reader: CorpusReader, item: CorpusItem, config: MiningCon
         "duration_s": conversation.duration,
         "vad": sources,
         "ipus": [[list(i) for i in channel.ipus] for channel in labels.channels],
-        "notes": dict(conversation.notes),
-        "candidates": [
-            segment_to_json(s, segment_id(item.id, s)) | {"conversation": item.id} for s in segments
-        ],
+        "notes": notes,
+        "candidates": list(candidates.values()),
     }

@@ -16,7 +16,12 @@ Two passes over a corpus (:func:`mine_corpus`):
    and appears atomically at the end.
 
 A conversation that cannot be used is skipped with a reason (:class:`fdenv.corpora.SkipItem`),
-counted in ``summary.json``, and never leaves files behind.
+counted in ``summary.json``, and never leaves files behind. Conversation ids become file names
+under ``out``, so an id that two listed conversations share (``x.wav`` beside ``x.flac``) skips
+both (``duplicate_id``: their audio and labels would be mixed), and one that is not a plain
+file name skips its conversation (``bad_id``). A run holds ``out``'s lock, refuses an ``out``
+inside the corpus (the next run would mine its own outputs) or holding another kind of set, and
+touches no path that a state record places outside ``out``.
 """
 
 from __future__ import annotations
@@ -31,12 +36,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdenv.atomic import atomic_path
+from fdenv.atomic import MAX_NAME, atomic_path, inside, name_problem
 from fdenv.corpora import CorpusItem, CorpusReader, SkipItem
-from fdenv.manifest import MANIFEST_NAME, ManifestWriter
+from fdenv.manifest import MANIFEST_NAME, ManifestWriter, writing_set
 from fdenv.mining.config import MiningConfig, digest
 from fdenv.mining.cut import cut_conversation, files_of
 from fdenv.mining.label import label_conversation
+
+SEGMENT_ID_ROOM = 60
+"""Characters a segment id adds to its conversation's id (axis, user, start time)."""
+
+
+def unambiguous(items: Iterable[CorpusItem]) -> tuple[list[CorpusItem], list[tuple[str, str]]]:
+    """The items whose ids can name their files under ``out``, and ``(reason, detail)`` for each
+    one left out: ``bad_id`` (not a plain file name) or ``duplicate_id`` (an id, compared
+    without case as some file systems do, that another item has: both are left out)."""
+    items = list(items)
+    twins: dict[str, list[CorpusItem]] = defaultdict(list)
+    for item in items:
+        twins[item.id.casefold()].append(item)
+    kept, dropped = [], []
+    for item in items:
+        problem = name_problem(item.id, MAX_NAME - SEGMENT_ID_ROOM)
+        others = [f for twin in twins[item.id.casefold()] if twin is not item for f in twin.files]
+        if problem is not None:
+            dropped.append(("bad_id", f"{', '.join(item.files)}: conversation {problem}"))
+        elif others:
+            dropped.append(
+                (
+                    "duplicate_id",
+                    f"{item.id}: {', '.join(item.files)} and {', '.join(others)} would be one "
+                    "conversation; neither is mined (rename one)",
+                )
+            )
+        else:
+            kept.append(item)
+    return kept, dropped
 
 
 def select(candidates: Iterable[dict], max_per_axis: int, seed: int) -> dict[str, list[dict]]:
@@ -124,6 +159,17 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _contained_files(cut_record: dict, out: Path) -> list[Path] | None:
+    """The files a cut record lists, resolved under ``out``; ``None`` if one lies outside it
+    or the record is not one the miner writes."""
+    try:
+        names = files_of(cut_record)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    paths = [inside(out, name) for name in names]
+    return None if None in paths else paths  # type: ignore[return-value]
+
+
 def _pool_map(
     fn: Callable[[_Job], dict], jobs: list[_Job], workers: int, desc: str, progress: bool
 ) -> Iterator[dict]:
@@ -153,19 +199,38 @@ def mine_corpus(
     config: MiningConfig | None = None,
     workers: int = 1,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Mines ``reader``'s corpus into ``out`` (manifest, audio/, context/, state/, summary.json).
 
     Rerunning the same command resumes: conversations with a label or cut record made under
     the same settings are not redone. Returns the summary (also written to ``summary.json``).
+    ``ValueError`` for an ``out`` inside the corpus root; :class:`fdenv.atomic.FolderLocked`
+    while another run writes ``out``; ``FileExistsError`` when ``out`` holds another kind of
+    scenario set, unless ``overwrite``.
     """
-    started = time.perf_counter()
-    config = config or MiningConfig()
     out = Path(out)
+    root = reader.root.resolve()
+    if out.resolve().is_relative_to(root):
+        raise ValueError(
+            f"output folder {out} lies inside the corpus root {reader.root}: the next run would "
+            "mine its own outputs as conversations; choose an output folder outside it"
+        )
+    with writing_set(out, "mined", overwrite):
+        return _mine(reader, out, config or MiningConfig(), workers, progress)
+
+
+def _mine(
+    reader: CorpusReader, out: Path, config: MiningConfig, workers: int, progress: bool
+) -> dict[str, Any]:
+    started = time.perf_counter()
     state = out / "state"
     scan = reader.scan()
     skipped: Counter[str] = Counter(reason for _, reason in scan.skipped)
     errors: list[str] = [f"{what}: {reason}" for what, reason in scan.skipped]
+    scan.items, dropped = unambiguous(scan.items)
+    skipped.update(reason for reason, _ in dropped)
+    errors += [detail for _, detail in dropped]
 
     label_key = config.label_key()
     labels: dict[str, dict] = {}
@@ -193,20 +258,25 @@ def mine_corpus(
             by_conversation[candidate["conversation"]].append(candidate)
     cut_key = config.cut_key()
     cuts: dict[str, dict] = {}
+    refused: list[str] = []
     jobs = []
     items = {i.id: i for i in scan.items}
     for item in scan.items:
         wanted = sorted(by_conversation.get(item.id, []), key=lambda c: c["id"])
         path = state / "cut" / f"{item.id}.json"
         previous = _read_json(path)
+        files = [] if previous is None else _contained_files(previous, out)
+        if files is None:  # a tampered record: its paths are never touched, it is redone
+            refused.append(f"{path}: names a file outside {out} (or is malformed); ignored")
+            previous, files = None, []
+            path.unlink(missing_ok=True)
         ids = [c["id"] for c in wanted]
         if previous is not None and previous.get("key") == cut_key and previous.get("ids") == ids:
             cuts[item.id] = previous
             continue
-        if previous is not None:  # settings or selection changed: drop the old files
-            for name in files_of(previous):
-                (out / name).unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
+        for file in files:  # settings or selection changed: drop the old files
+            file.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         if wanted:
             jobs.append(_Job(reader, items[item.id], config, state, out, wanted))
     for record in _pool_map(_run_cut, jobs, workers, "cutting", progress):
@@ -255,7 +325,8 @@ def mine_corpus(
         "label_s": round(labelled - started, 3),
         "cut_s": round(cut - labelled, 3),
         "scenarios_cut": sum(len(job.chosen) for job in jobs),
-        "skipped_examples": errors[:50],
+        "state_records_refused": len(refused),
+        "skipped_examples": (refused + errors)[:50],
     }
     _write_json(out / "summary.json", summary)
     return summary
