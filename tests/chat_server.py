@@ -20,10 +20,16 @@ PATH = "/v1/chat/completions"
 
 @dataclass(frozen=True)
 class Reply:
+    """How to answer one call. ``trickle_s`` > 0 sends the body one byte per ``trickle_s``
+    seconds after prompt headers (or, with ``trickle_headers``, the headers too), as a hostile
+    or overloaded server might: each read returns in time, the response never ends."""
+
     status: int = 200
     body: bytes = b""
     delay_s: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
+    trickle_s: float = 0.0
+    trickle_headers: bool = False
 
 
 def completion(content: object, delay_s: float = 0.0) -> Reply:
@@ -79,6 +85,9 @@ class ChatServer:
         finally:
             with self.lock:
                 self.in_flight -= 1
+        if reply.trickle_s:
+            self.trickle(handler, reply)
+            return
         try:
             handler.send_response(reply.status)
             handler.send_header("Content-Type", "application/json")
@@ -89,6 +98,25 @@ class ChatServer:
             handler.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
+
+    def trickle(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        head = (
+            f"HTTP/1.1 {reply.status} OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(reply.body)}\r\n\r\n"
+        ).encode()
+        slow = head + reply.body if reply.trickle_headers else reply.body
+        try:
+            if not reply.trickle_headers:
+                handler.wfile.write(head)
+                handler.wfile.flush()
+            for byte in slow:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                if self.stop.wait(reply.trickle_s):
+                    break
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
+        handler.close_connection = True
 
 
 @contextmanager

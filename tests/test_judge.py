@@ -191,6 +191,28 @@ def test_a_slow_server_hits_the_timeout():
     assert elapsed < 1.0
 
 
+@pytest.mark.parametrize("trickle_headers", [False, True])
+def test_a_trickling_server_is_cut_off_at_the_attempts_deadline(trickle_headers):
+    """One byte a second never trips httpx's per-read timeout; the attempt's deadline does."""
+    reply = Reply(200, completion("2").body, trickle_s=1.0, trickle_headers=trickle_headers)
+    with chat_server(lambda call, _: reply) as server:
+        judge = make_judge(server.url, timeout_s=1.0, max_retries=0)
+        started = time.perf_counter()
+        assert judge.score([REQUEST]) == [None]
+        elapsed = time.perf_counter() - started
+    assert dict(judge.stats.failures) == {"timeout": 1}
+    assert elapsed < 2.0
+
+
+def test_an_endless_body_is_cut_off_as_malformed():
+    """A body past any chat completion's size is not read to the end (nor into memory)."""
+    body = b"{" + b" " * (4 * 1024 * 1024)
+    with chat_server(lambda call, _: Reply(200, body)) as server:
+        judge = make_judge(server.url, max_retries=0)
+        assert judge.score([REQUEST]) == [None]
+    assert dict(judge.stats.failures) == {"malformed": 1}
+
+
 def closed_url() -> str:
     """The API root of a server that is down: a loopback port nobody listens on."""
     with socket.socket() as sock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,7 +47,7 @@ from agents.moshi.models import MoshiModels
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import Rollout, rollout
 from agents.report import eval_json
-from fdenv.atomic import atomic_path
+from fdenv.atomic import atomic_path, clean_stale_temporaries
 from fdenv.axes import PAPER_AXES, Axis
 from fdenv.judge.client import ChatCompletionsJudge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
@@ -430,7 +431,10 @@ class GRPOTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The run's whole state; under torch.distributed a collective (every rank calls it),
-        and under FSDP only rank 0 gets the weights. Each rank's random state is kept."""
+        and under FSDP only rank 0 gets the weights. Each rank's random state is kept.
+
+        Everything in it is tensors or plain data (the history as JSON data), the only things
+        :meth:`resume` loads."""
         rng = torch.get_rng_state()
         rngs = [rng]
         if self.world > 1:
@@ -442,7 +446,7 @@ class GRPOTrainer:
             "lm": model_state(self.scorer),
             "optimizer": optimizer_state(self.scorer, self.optimizer),
             "torch_rng": rngs,
-            "history": self.history,
+            "history": json.loads(json.dumps(self.history)),  # no numpy scalars: plain data
         }
 
     def save(self) -> Path:
@@ -458,11 +462,17 @@ class GRPOTrainer:
         return path
 
     def resume(self) -> bool:
-        """Loads ``out_dir/checkpoint.pt`` if there is one; returns whether it did."""
+        """Loads ``out_dir/checkpoint.pt`` if there is one; returns whether it did.
+
+        An output folder may come from elsewhere, so the checkpoint is data, never code: it is
+        loaded with ``weights_only=True`` (tensors and plain data; a pickled object that would
+        run code is refused), and a file that is not a checkpoint of this trainer is a
+        ``ValueError`` naming it. Temporaries that a killed run left are removed first."""
+        clean_stale_temporaries(self.out_dir)
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, weights_only=False)
+        state = load_checkpoint(path)
         if len(state["torch_rng"]) != self.world:
             raise ValueError(
                 f"{path} was written by {len(state['torch_rng'])} rank(s); resume it with as "
@@ -480,6 +490,40 @@ class GRPOTrainer:
         rank 0 with it (a collective then)."""
         prefix = "lm."
         return {k.removeprefix(prefix): v for k, v in model_state(self.scorer).items()}
+
+
+CHECKPOINT_FIELDS: dict[str, tuple[type, str]] = {
+    "iteration": (int, "an integer"),
+    "lm": (dict, "a dict of tensors"),
+    "optimizer": (dict, "an optimizer state dict"),
+    "torch_rng": (list, "a list of random states"),
+    "history": (list, "a list of log records"),
+}
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint written by :meth:`GRPOTrainer.save`, loaded as tensors and plain data only;
+    ``ValueError`` naming ``path`` for anything else (including pickled code, which never runs)."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path}: cannot load it as a checkpoint ({reason}). Checkpoints are loaded as "
+            "tensors and plain data only, never as code; move the file away to start afresh"
+        ) from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a checkpoint of this trainer: not a dict")
+    for name, (kind, what) in CHECKPOINT_FIELDS.items():
+        value = state.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(
+                f"{path}: not a checkpoint of this trainer: {name!r} must be {what}, "
+                f"got {type(value).__name__}"
+            )
+    if not all(isinstance(rng, torch.Tensor) for rng in state["torch_rng"]):
+        raise ValueError(f"{path}: not a checkpoint of this trainer: 'torch_rng' holds non-tensors")
+    return state
 
 
 def _by_axis(result: Rollout) -> dict[str, float]:

@@ -35,13 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Formatter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from fdenv.atomic import atomic_path
 from fdenv.optional import require
-
-if TYPE_CHECKING:
-    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +242,10 @@ class _Failure(Exception):
         self.retry = retry
 
 
+MAX_BODY_BYTES = 1 << 20
+"""A chat completion of a few tokens takes a few kB; a larger body is not one, and is not read
+to its end (``malformed``)."""
+
 RETRY_STATUS = frozenset({408, 429})
 """Statuses besides 5xx that are worth another attempt (request timeout, rate limit)."""
 
@@ -261,7 +262,10 @@ class ChatCompletionsJudge:
             and never logged, shown by ``repr``, put in exceptions or in the cache key.
         rubric: the scoring prompt and scale (default: the paper's 0-2).
         max_concurrency: requests in flight at once.
-        timeout_s: per attempt, for connecting and for each read (httpx's per-phase timeouts).
+        timeout_s: the wall-clock limit of one attempt, from sending the request to the last
+            byte of the reply (also httpx's limit per phase: connecting, each read). A server
+            that trickles its reply byte by byte, which no per-read timeout ends, is cut off
+            at this deadline and counted as a ``timeout``.
         max_retries: further attempts after a timeout, a connection failure, a 5xx, 408 or 429.
             Other statuses and replies that are not a score are not retried: at temperature 0
             the same request gives the same answer.
@@ -326,6 +330,7 @@ class ChatCompletionsJudge:
         self.api_key_env = api_key_env
         self.rubric = rubric
         self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
@@ -423,27 +428,61 @@ class ChatCompletionsJudge:
             retry += 1
 
     def _attempt(self, payload: dict[str, Any]) -> tuple[int, str]:
-        import httpx  # present: __init__ made the client with it
+        """One request, bounded by ``timeout_s`` of wall-clock time.
 
+        The request runs in a daemon thread that the caller waits for until the deadline, so
+        a server that stalls anywhere (in its headers, in mid-body) costs at most ``timeout_s``.
+        The thread itself stops reading at the deadline, or at its next read timeout.
+        """
         self._count("http_calls")
-        try:
-            response = self._client.post(self.endpoint, json=payload)
-        except httpx.TimeoutException:
-            raise _Failure("timeout", retry=True) from None
-        except httpx.TransportError:
-            raise _Failure("connection", retry=True) from None
-        except httpx.HTTPError:  # an undecodable body (bad content encoding), a redirect loop
-            raise _Failure("malformed", retry=False) from None
-        status = response.status_code
+        deadline = time.monotonic() + self.timeout_s
+        outcome: list[tuple[int, bytes] | _Failure] = []
+        worker = threading.Thread(target=self._post, args=(payload, deadline, outcome), daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        if not outcome:
+            raise _Failure("timeout", retry=True)
+        result = outcome[0]
+        if isinstance(result, _Failure):
+            raise result
+        status, body = result
         if status != 200:
             raise _Failure(f"http_{status}", retry=status >= 500 or status in RETRY_STATUS)
-        reply = _reply_text(response)
+        reply = _reply_text(body)
         if reply is None:
             raise _Failure("malformed", retry=False)
         score = self.rubric.parse(reply)
         if score is None:
             raise _Failure("unparsable", retry=False)
         return score, reply
+
+    def _post(
+        self, payload: dict[str, Any], deadline: float, outcome: list[tuple[int, bytes] | _Failure]
+    ) -> None:
+        """Posts ``payload`` and appends ``(status, body)`` or the failure to ``outcome``; reads
+        the body chunk by chunk, so that neither a trickle past ``deadline`` nor a body past
+        :data:`MAX_BODY_BYTES` is read to its end."""
+        import httpx  # present: __init__ made the client with it
+
+        try:
+            with self._client.stream("POST", self.endpoint, json=payload) as response:
+                body = bytearray()
+                if response.status_code == 200:
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if time.monotonic() > deadline:
+                            raise _Failure("timeout", retry=True)
+                        if len(body) > MAX_BODY_BYTES:
+                            raise _Failure("malformed", retry=False)
+                outcome.append((response.status_code, bytes(body)))
+        except _Failure as failure:
+            outcome.append(failure)
+        except httpx.TimeoutException:
+            outcome.append(_Failure("timeout", retry=True))
+        except httpx.TransportError:
+            outcome.append(_Failure("connection", retry=True))
+        except httpx.HTTPError:  # an undecodable body (bad content encoding), a redirect loop
+            outcome.append(_Failure("malformed", retry=False))
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -476,11 +515,10 @@ class ChatCompletionsJudge:
             logger.warning("judge cache write failed: %s", type(error).__name__)
 
 
-def _reply_text(response: httpx.Response) -> str | None:
+def _reply_text(body: bytes) -> str | None:
     """``choices[0].message.content`` of a chat completion, or ``None`` if the body is not one."""
     try:
-        body = response.json()
-        content = body["choices"][0]["message"]["content"]
+        content = json.loads(body)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     return content if isinstance(content, str) else None
