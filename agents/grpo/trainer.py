@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -507,7 +508,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().split("\n")[0]
+        reason = (
+            f"it refers to {found.group(1)}, which loading would call"
+            if found
+            else first or type(err).__name__
+        )
         raise ValueError(
             f"{path}: cannot load it as a checkpoint ({reason}). Checkpoints are loaded as "
             "tensors and plain data only, never as code; move the file away to start afresh"
