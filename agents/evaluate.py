@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fdenv.agent import Agent, action_sizes
-from fdenv.axes import Axis
+from fdenv.axes import PAPER_AXES, Axis
 from fdenv.config import EnvConfig
 from fdenv.env import make_sampler
 from fdenv.episode import Episode
@@ -30,6 +30,32 @@ from fdenv.vector import FullDuplexVectorEnv
 
 HELD_OUT_SEED = 1000
 """Scenario seed of the held-out synthetic sets (training uses small seeds)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What an evaluation plays: ``fdenv-eval``'s settings, one flag per field
+    (:func:`compare` takes them one by one)."""
+
+    axes: tuple[str, ...] = tuple(a.name for a in PAPER_AXES)
+    """Names of the axes to evaluate (default: the paper's four)."""
+    episodes: int = 32
+    """Held-out scenarios per axis, one episode each."""
+    seed: int = 0
+    """Episode and sampling seed: an evaluation is deterministic for it."""
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(scenario_seed=HELD_OUT_SEED))
+    """The env the agents play: the held-out synthetic set of ``scenario_seed`` or the manifest
+    ``scenarios``, acoustics, lead-in, voice. Its scenario count is ``episodes`` and its
+    vocabulary sizes are each agent's."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.axes, str) or not self.axes:
+            raise ValueError(f"EvalConfig.axes must name at least one axis, got {self.axes!r}")
+        object.__setattr__(self, "axes", tuple(self.axes))
+        if isinstance(self.episodes, bool) or not isinstance(self.episodes, int):
+            raise ValueError(f"EvalConfig.episodes must be an integer, got {self.episodes!r}")
+        if self.episodes < 1:
+            raise ValueError(f"EvalConfig.episodes must be >= 1, got {self.episodes}")
 
 
 @dataclass(frozen=True)

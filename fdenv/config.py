@@ -119,3 +119,15 @@ def plain(value: Any) -> Any:
             return f"{len(value)} scenarios in memory"
         return [plain(v) for v in value]
     return repr(value)
+
+
+def changed_settings(before: Any, after: Any) -> dict[str, tuple[Any, Any]]:
+    """The settings that differ between two configs as :func:`plain` records them: dotted name
+    (``env.lead_in_s``) -> (before, after); a setting one side lacks is ``None`` there."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changed = {}
+        for key in dict.fromkeys([*before, *after]):
+            inner = changed_settings(before.get(key), after.get(key))
+            changed |= {f"{key}.{name}" if name else key: v for name, v in inner.items()}
+        return changed
+    return {} if before == after else {"": (before, after)}

@@ -125,9 +125,13 @@ class MiningRules:
     """
 
     max_pause_s: float = 1.0
+    """Longest silence inside an utterance: a longer one ends it (seconds)."""
     lead_s: float = 0.5
+    """User channel played before the first labelled utterance (seconds)."""
     tail_s: float = 0.2
+    """Pause and backchannel windows end this long after the utterance (seconds)."""
     response_s: float = 5.0
+    """Time the agent has to answer in turn-taking and interruption windows (seconds)."""
 
     def __post_init__(self) -> None:
         for name in ("max_pause_s", "lead_s", "tail_s", "response_s"):

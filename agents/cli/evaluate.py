@@ -15,6 +15,10 @@ without agents). Runs are deterministic for a ``--seed``. ``--judge-url`` and ``
 add a ``judge`` column on the turn-taking and interruption axes: an LLM's grade of each reply
 (FD-Bench's 0-5 relevance rubric by default, ``--judge-rubric paper`` for the paper's 0-2).
 
+Every field of :class:`agents.evaluate.EvalConfig` is a flag, the env's among them:
+``--scenarios`` plays a manifest's scenarios instead of the held-out synthetic set, and
+``--lead-in-s`` and ``--acoustics-*`` change how the env plays them.
+
 Agents: ``silent``, ``always-talk``, ``rule`` (scripted), ``tiny-base`` (the warm-started tiny
 Moshi, built and cached on first use, about 3 minutes), ``tiny-random``, ``checkpoint:DIR`` (a
 folder written by ``export_checkpoint``: model.safetensors, mimi.safetensors, tokenizer.model,
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import HELD_OUT_SEED, Agent, AxisResult, compare
+from agents.evaluate import Agent, AxisResult, EvalConfig, compare
 from agents.report import (
     markdown,
     outputs_json,
@@ -45,10 +49,24 @@ from agents.report import (
     save_timelines,
 )
 from fdenv.axes import Axis
+from fdenv.config import plain
+from fdenv.config_flags import ConfigError, ConfigFlags
+from fdenv.fdbench.export import export_folder
 from fdenv.judge.client import Judge
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
+from fdenv.voice import MimiVoice
 
 SCRIPTED = ("silent", "always-talk", "rule")
+EVAL_FLAGS = ConfigFlags(
+    EvalConfig,
+    flatten=("env",),
+    skip={
+        "env.num_scenarios": "--episodes sets it",
+        "env.axis_weights": "each axis is evaluated on its own",
+        "env.text_card": "each agent's",
+        "env.audio_card": "each agent's",
+    },
+)
 PRESETS = ("tiny-base", "tiny-random")
 
 
@@ -119,11 +137,9 @@ def add_judge_scores(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fdenv-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--agents", nargs="*", default=["silent", "always-talk", "rule"])
-    parser.add_argument("--axes", nargs="+", help="axis names (default: the paper's four)")
-    parser.add_argument("--episodes", type=int, default=32, help="held-out scenarios per axis")
-    parser.add_argument("--scenario-seed", type=int, default=HELD_OUT_SEED)
-    parser.add_argument("--seed", type=int, default=0, help="episode and sampling seed")
-    parser.add_argument("--fdbench", type=Path, help="evaluate on this FD-Bench v1 folder")
+    parser.add_argument(
+        "--fdbench", type=Path, help="evaluate on every labelled sample of this FD-Bench v1 folder"
+    )
     parser.add_argument(
         "--write-outputs", action="store_true", help="write output.wav/json into --fdbench"
     )
@@ -141,14 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument(
         "--judge-rubric", default="fdbench", help="fdbench (0-5 relevance, default), paper (0-2)"
     )
+    EVAL_FLAGS.add_to(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.episodes < 1 or args.timelines < 0 or args.threads < 1:
-        parser.error("--episodes and --threads must be >= 1, --timelines >= 0")
+    try:
+        config = EVAL_FLAGS.build(args)
+    except ConfigError as err:
+        parser.error(str(err))
+    if args.timelines < 0 or args.threads < 1:
+        parser.error("--threads must be >= 1, --timelines >= 0")
+    if args.fdbench is not None and config.env.scenarios is not None:
+        parser.error("--fdbench and --scenarios name two scenario sets: give one")
     if args.write_outputs and (args.fdbench is None or len(args.agents) != 1):
         parser.error("--write-outputs needs --fdbench and exactly one agent")
     if args.score_outputs and args.fdbench is None:
@@ -160,17 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_TORCH_COMPILE", "1")
     import torch
 
-    from fdenv.axes import PAPER_AXES
-
     torch.set_num_threads(args.threads)
-    axes = args.axes or [a.name for a in PAPER_AXES]
+    axes = list(config.axes)
     try:
         agents = {name: make_agent(name, args.device) for name in args.agents}
     except (ValueError, FileNotFoundError) as err:
         parser.error(str(err))
     scenarios = None
-    episodes = args.episodes
-    described = f"{episodes} held-out scenarios per axis (scenario seed {args.scenario_seed})"
+    episodes = config.episodes
+    described = f"{episodes} held-out scenarios per axis (scenario seed {config.env.scenario_seed})"
+    if config.env.scenarios is not None:
+        described = f"{episodes} scenarios per axis of {config.env.scenarios}"
     if args.fdbench is not None and agents:
         from fdenv.fdbench.samples import import_fdbench
 
@@ -184,7 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         episodes = len(scenarios)
         described = f"all {len(scenarios)} labelled samples of {args.fdbench}"
     results = compare(
-        agents, axes, episodes, args.scenario_seed, args.seed, scenarios=scenarios, progress=True
+        agents,
+        axes,
+        episodes,
+        config.env.scenario_seed,
+        config.seed,
+        scenarios=scenarios,
+        env=config.env,
+        progress=True,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     if args.judge_url is not None and results:
@@ -199,17 +229,25 @@ def main(argv: list[str] | None = None) -> int:
         ) as judge:
             add_judge_scores(results, agents, judge)
             print(f"judge: {judge.stats.as_dict()}")
-    record: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
+    run_args = {k: str(v) for k, v in vars(args).items() if not EVAL_FLAGS.owns(k)}
+    record: dict[str, Any] = {"args": run_args, "config": plain(config)}
     table = ""
     if results:
         record["results"] = results_json(results)
-        table = markdown(results, f"{described}, seed {args.seed}")
+        table = markdown(results, f"{described}, seed {config.seed}")
         plot_metrics(results, args.out / "metrics.png")
         save_timelines(results, args.out / "timelines", args.timelines)
     if args.write_outputs:
-        from agents.fdbench_export import export_folder
-
-        export_folder(next(iter(agents.values())), args.fdbench, seed=args.seed, progress=True)
+        agent = next(iter(agents.values()))
+        models = getattr(agent, "models", None)  # a Moshi policy speaks and has a tokenizer
+        torch.manual_seed(config.seed)
+        export_folder(
+            agent,
+            args.fdbench,
+            voice=None if models is None else MimiVoice(models.mimi),
+            decode=None if models is None else models.tokenizer.decode,
+            progress=True,
+        )
         print(f"wrote output.wav and output.json into the samples of {args.fdbench}")
     if args.score_outputs:
         from fdenv.fdbench.score import score_folder

@@ -1,14 +1,16 @@
 """``fdenv-train``: GRPO post-training of Moshi on fdenv's interactivity axes.
 
     fdenv-train --out runs/grpo                       # tiny base model, all four axes, CPU
-    fdenv-train --config my_run.json --out runs/x     # any GRPOConfig field from a JSON file
+    fdenv-train --config my_run.json --out runs/x     # GRPOConfig fields from a JSON file
+    fdenv-train --loss-type dapo --epsilon-high 0.28 --lead-in-s 2 --acoustics  # any field
     fdenv-train --hf-repo kyutai/moshiko-pytorch-bf16 --lora-rank 128 --device cuda ...
     torchrun --nproc_per_node 8 -m agents.cli.train --hf-repo ... # one group per rank
 
 Writes ``log.jsonl``, TensorBoard events, ``checkpoint.pt`` (resumed automatically when the
-folder already has one), ``reward_curve.png``, ``summary.md`` (held-out reward per axis before
-and after, with 95% intervals), example episodes under ``episodes/`` and the trained policy as a
-Moshi checkpoint under ``moshi_checkpoint/`` (see :mod:`agents.moshi.export`).
+folder already has one, on the settings it was trained with: see ``--resume-with-changes``),
+``reward_curve.png``, ``summary.md`` (held-out reward per axis before and after, with 95%
+intervals), example episodes under ``episodes/`` and the trained policy as a Moshi checkpoint
+under ``moshi_checkpoint/`` (see :mod:`agents.moshi.export`).
 """
 
 from __future__ import annotations
@@ -19,16 +21,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from agents.evaluate import HELD_OUT_SEED
-from agents.grpo.trainer import GRPOConfig, GRPOTrainer, JudgeConfig
+from agents.grpo.trainer import RESUMABLE, GRPOConfig, GRPOTrainer
 from agents.moshi.export import export_checkpoint
 from agents.moshi.lora import add_lora
 from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
-from agents.moshi.policy import MoshiPolicy, SamplingConfig
+from agents.moshi.policy import MoshiPolicy
 from agents.report import (
     metrics_markdown,
     plot_metrics,
@@ -38,13 +39,22 @@ from agents.report import (
 )
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig, plain
+from fdenv.config_flags import ConfigError, ConfigFlags, load_json
 from fdenv.env import FullDuplexEnv
 from fdenv.play import play
 from fdenv.wrappers import RecordEpisode
 
+CONFIG_FLAGS = ConfigFlags(
+    GRPOConfig,
+    flatten=("env",),
+    skip={"env.text_card": "the model's vocabulary", "env.audio_card": "the model's vocabulary"},
+)
+"""A flag per GRPOConfig field; the env's settings without prefix (``--lead-in-s``)."""
 
-def build_models(args: argparse.Namespace) -> MoshiModels:
-    """The starting model: the tiny warm-started base, a random tiny model, or a checkpoint."""
+
+def build_models(args: argparse.Namespace, seed: int) -> MoshiModels:
+    """The starting model: the tiny warm-started base, a random tiny model (from ``seed``), or a
+    checkpoint."""
     if args.hf_repo or args.moshi_weight:
         return load_checkpoint(
             hf_repo=args.hf_repo,
@@ -55,7 +65,7 @@ def build_models(args: argparse.Namespace) -> MoshiModels:
             device=args.device,
         )
     if args.model == "tiny-random":
-        return tiny_models(seed=args.seed or 0, device=args.device)
+        return tiny_models(seed=seed, device=args.device)
     from agents.moshi.warmstart import tiny_base_models
 
     return tiny_base_models(device=args.device)
@@ -75,58 +85,14 @@ def unsharded_copy(
     return dataclasses.replace(models, lm=lm)
 
 
-def judge_config(args: argparse.Namespace) -> JudgeConfig | None:
-    """The ``--judge-*`` flags; ``--judge-url`` turns the judge on."""
-    if args.judge_url is None:
-        return None
-    if args.judge_model is None:
-        raise SystemExit("--judge-url needs --judge-model (the model name the server serves)")
-    optional = {
-        "axes": tuple(args.judge_axes) if args.judge_axes else None,
-        "key_env": args.judge_key_env,
-        "rubric": args.judge_rubric,
-    }
-    return JudgeConfig(
-        args.judge_url, args.judge_model, **{k: v for k, v in optional.items() if v is not None}
-    )
-
-
 def load_config(args: argparse.Namespace) -> GRPOConfig:
-    """GRPOConfig from defaults, then the JSON file, then explicit flags."""
-    values: dict[str, Any] = {}
-    if args.config:
-        values = json.loads(Path(args.config).read_text())
-        known = {f.name for f in dataclasses.fields(GRPOConfig)}
-        unknown = set(values) - known
-        if unknown:
-            raise SystemExit(f"{args.config}: unknown GRPOConfig fields {sorted(unknown)}")
-        if "sampling" in values:
-            values["sampling"] = SamplingConfig(**values["sampling"])
-        for key in ("axes", "betas", "stream_weights"):
-            if key in values:
-                values[key] = tuple(values[key])
-        if values.get("judge") is not None:
-            values["judge"] = JudgeConfig(**values["judge"])
-        if "env" in values:
-            values["env"] = GRPOConfig().env.replace(**values["env"])
-    flags = {
-        "axes": tuple(args.axes) if args.axes else None,
-        "iterations": args.iterations,
-        "groups": args.groups,
-        "group_size": args.group_size,
-        "lr": args.lr,
-        "beta": args.beta,
-        "lora_rank": args.lora_rank,
-        "eval_episodes": args.eval_episodes,
-        "seed": args.seed,
-        "fsdp": args.fsdp or None,
-        "judge": judge_config(args),
-    }
-    values |= {k: v for k, v in flags.items() if v is not None}
-    config = GRPOConfig(**values)
-    if args.scenarios is not None:
-        config = dataclasses.replace(config, env=config.env.replace(scenarios=str(args.scenarios)))
-    return config
+    """GRPOConfig from its defaults, then the ``--config`` JSON file, then the flags given; a bad
+    file or value ends the command with a message naming the file or flag and the field."""
+    try:
+        base = load_json(GRPOConfig, args.config) if args.config else None
+        return CONFIG_FLAGS.build(args, base)
+    except ConfigError as err:
+        raise SystemExit(f"fdenv-train: {err}") from None
 
 
 def record_examples(
@@ -143,9 +109,22 @@ def record_examples(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fdenv-train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fdenv-train",
+        description=__doc__.splitlines()[0],
+        epilog="A setting is its GRPOConfig default, else the --config file's, else its flag's.",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/grpo"), help="output folder")
-    parser.add_argument("--config", type=Path, help="JSON file of GRPOConfig fields")
+    parser.add_argument(
+        "--config", type=Path, help="JSON file of GRPOConfig fields (flags given override it)"
+    )
+    parser.add_argument(
+        "--resume-with-changes",
+        action="store_true",
+        help="resume --out's checkpoint although settings changed (other than "
+        f"{', '.join(sorted(RESUMABLE))}, which may always change); the run goes on with the "
+        "new ones",
+    )
     parser.add_argument("--model", choices=["tiny-base", "tiny-random"], default="tiny-base")
     parser.add_argument("--hf-repo", help="train a real checkpoint from this Hugging Face repo")
     parser.add_argument("--moshi-weight", help="local LM weights (with --mimi-weight, --tokenizer)")
@@ -153,28 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer")
     parser.add_argument("--config-path", help="the checkpoint's config.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--axes", nargs="+", help="axes to train on (default: the paper's four)")
-    parser.add_argument(
-        "--scenarios", type=Path, help="train on this manifest (default: synthetic scenarios)"
-    )
-    parser.add_argument("--iterations", type=int)
-    parser.add_argument("--groups", type=int, help="scenarios per iteration")
-    parser.add_argument("--group-size", type=int, help="rollouts per scenario (G)")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--beta", type=float, help="KL weight")
-    parser.add_argument("--lora-rank", type=int, help="0 = full fine-tuning")
-    parser.add_argument("--eval-episodes", type=int, help="held-out episodes per axis")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument(
-        "--fsdp", action="store_true", help="under torchrun: shard weights and optimizer state"
-    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    judge = parser.add_argument_group("LLM judge (an OpenAI-compatible server, e.g. vLLM)")
-    judge.add_argument("--judge-url", help="base URL, e.g. http://127.0.0.1:8000/v1")
-    judge.add_argument("--judge-model", help="model name served there")
-    judge.add_argument("--judge-axes", nargs="+", help="default: TurnTaking UserInterruption")
-    judge.add_argument("--judge-key-env", help="environment variable holding the API key")
-    judge.add_argument("--judge-rubric", help="paper (0-2, default), fdbench (0-5) or a JSON file")
+    CONFIG_FLAGS.add_to(parser)
     return parser
 
 
@@ -186,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     config = load_config(args)
-    models = build_models(args)
+    models = build_models(args, config.seed)
     trainer = GRPOTrainer(config, models, args.out)
-    if trainer.resume():
+    try:
+        resumed = trainer.resume(allow_changes=args.resume_with_changes)
+    except ValueError as err:
+        raise SystemExit(f"fdenv-train: {err}") from None
+    if resumed:
         print(f"resumed {args.out} at iteration {trainer.iteration}")
     trainer.run()
     if config.fsdp:  # gather the shards (every rank takes part) into a plain model on rank 0

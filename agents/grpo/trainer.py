@@ -17,10 +17,10 @@ import math
 import pickle
 import re
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ from agents.moshi.rollout import Rollout, rollout
 from agents.report import eval_json
 from fdenv.atomic import atomic_path, clean_stale_temporaries
 from fdenv.axes import PAPER_AXES, Axis
+from fdenv.config import EnvConfig, changed_settings, plain
 from fdenv.judge.client import ChatCompletionsJudge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
 from fdenv.judge.reward import TERM as JUDGE_TERM
@@ -58,6 +59,21 @@ from fdenv.vector import FullDuplexVectorEnv
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.jsonl"
+RESUMABLE = frozenset(
+    {
+        "iterations",
+        "eval_every",
+        "checkpoint_every",
+        "judge.url",
+        "judge.key_env",
+        "judge.concurrency",
+        "judge.timeout_s",
+    }
+)
+"""Settings a resumed run may change without ``allow_changes``: how long it runs (more
+iterations extend a run; the cosine learning rate and the context curriculum then stretch over
+the new length from where the run is), how often it evaluates and checkpoints, and how the
+judge's server is reached (not which model grades nor by what rubric)."""
 
 
 @dataclass
@@ -68,6 +84,7 @@ class JudgeConfig:
     url: str
     """Base URL, for example ``http://127.0.0.1:8000/v1`` (``vllm serve``)."""
     model: str
+    """The model name the server serves (``vllm serve``'s ``--served-model-name``)."""
     axes: tuple[str, ...] = tuple(a.name for a in JUDGED_AXES)
     """Names of the judged axes: the trainer judges its env's axis of each name (a registered
     axis it does not train on is never met; an unknown name raises)."""
@@ -76,17 +93,23 @@ class JudgeConfig:
     rubric: str = "paper"
     """``paper`` (0-2), ``fdbench`` (0-5 relevance) or a JSON rubric file."""
     concurrency: int = 8
+    """Requests in flight at once."""
     timeout_s: float = 30.0
+    """Seconds before a request counts as failed (its reward term is then missing)."""
 
 
 @dataclass
 class GRPOConfig:
     """Settings of a GRPO run. Defaults: the tiny model on 2 CPU cores (paper values noted)."""
 
-    axes: tuple[str, ...] = tuple(a.name for a in PAPER_AXES)
-    """Axes to train on; each group draws one, uniformly unless ``axis_weights`` says otherwise."""
-    axis_weights: dict[str, float] | None = None
-    """Relative weights of the axes in the group mix (missing axes weigh 1)."""
+    axes: tuple[str | Axis, ...] = tuple(a.name for a in PAPER_AXES)
+    """Axes to train on, names or axis objects (an object scores with its own settings); each
+    group draws one, uniformly unless ``env.axis_weights`` says otherwise."""
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_scenarios=256, scenario_seed=1))
+    """The training env: scenarios (``None``: 256 synthetic per axis from seed 1; the warm start
+    uses seed 0 and held-out evaluation 1000), axis weights, acoustics, lead-in, voice. Its
+    vocabulary sizes are the model's. Evaluation plays the held-out synthetic set in the same
+    env settings, without the training scenarios and axis weights."""
     iterations: int = 40
     """Paper: 100 epochs of 32 segments."""
     groups: int = 4
@@ -94,19 +117,31 @@ class GRPOConfig:
     group_size: int = 8
     """Rollouts per scenario, G; paper: 16."""
     rollouts_per_update: int = 2
-    """Minibatch size in rollouts; paper: 1 (16 updates per group)."""
+    """Minibatch size in rollouts; paper: 1 (16 updates per group). At most ``groups *
+    group_size``; the updates go over the rollouts with a non-zero advantage, so the last
+    minibatch of an iteration holds what remains (fewer when the count does not divide)."""
     lr: float = 5e-4
     """Peak learning rate; paper: 2e-7 for full fine-tuning of the 7B."""
     warmup_iterations: int = 2
+    """Iterations of linear warm-up to ``lr``, then cosine decay to 0 at the last iteration."""
     weight_decay: float = 0.1
+    """AdamW's decoupled weight decay."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's moment decay rates, each in [0, 1)."""
     grad_clip: float = 2.0
+    """Largest gradient norm per update (larger gradients are scaled down to it)."""
     epsilon: float = 0.2
+    """Clip range of the probability ratio below 1: ``clip(r, 1 - epsilon, 1 + epsilon_high)``."""
     epsilon_high: float | None = None
+    """Clip range above 1 (DAPO's clip-higher, e.g. 0.28); ``None``: ``epsilon``."""
     beta: float = 0.01
     """KL weight against the initial model (paper: 0.01)."""
     loss_type: LossType = "grpo"
+    """Token aggregation: ``grpo`` (mean per rollout, then over rollouts), ``dapo`` (mean over
+    all tokens) or ``dr_grpo`` (sum over a constant)."""
     scale_rewards: ScaleRewards = "group"
+    """Advantage scale: the group's reward std (``group``), the batch's (``batch``) or none
+    (``none``, Dr. GRPO)."""
     stream_weights: tuple[float, ...] = (1.0,) + (0.0,) * 8
     """Text, then 8 audio codebooks; the paper optimises text tokens only."""
     reward_weights: dict[str, float] | None = None
@@ -114,16 +149,15 @@ class GRPOConfig:
     lora_rank: int = 0
     """0 = full fine-tuning with a frozen reference copy; > 0 = LoRA, reference = adapters off."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    scenarios: str | None = None
-    """A scenario manifest (``fdenv-data synth``/``mine``) to train on; ``None``: synthetic."""
-    num_scenarios: int = 256
-    """Training scenarios per axis when synthetic (seed ``scenario_seed``)."""
-    scenario_seed: int = 1
-    """Seed of the training scenarios: the warm-start uses 0, held-out evaluation 1000."""
+    """Moshi's sampler in rollouts; the log-probabilities of the loss are the sampler's too."""
     eval_every: int = 20
+    """Held-out evaluation every this many iterations (and before the first, after the last)."""
     eval_episodes: int = 40
+    """Held-out episodes per axis in each evaluation."""
     checkpoint_every: int = 5
+    """``checkpoint.pt`` every this many iterations (and after the last)."""
     seed: int = 0
+    """Seed of the rollouts, the update order and the context curriculum (>= 0)."""
     context_prob: float = 0.5
     """Context curriculum (paper): with this probability a group's scenario is preceded by up
     to ``context_max_s`` of its recorded context (mined scenarios have one; others ignore it)."""
@@ -134,6 +168,111 @@ class GRPOConfig:
     fsdp: bool = False
     """Shard weights, gradients and optimizer state across torchrun ranks (see
     :mod:`agents.grpo.sharding`); for full fine-tuning of the 7B. Resume with the same setting."""
+
+    def __post_init__(self) -> None:
+        """Checks every setting before a run does any work; a message names the field and what
+        it accepts. Lists given for tuples become tuples."""
+        for name in ("axes", "betas", "stream_weights"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple | list):
+                raise ValueError(f"GRPOConfig.{name} must be a tuple, got {value!r}")
+            setattr(self, name, tuple(value))
+        if not self.axes or not all(isinstance(a, str | Axis) for a in self.axes):
+            raise ValueError(
+                f"GRPOConfig.axes must name at least one axis (names or Axis objects), "
+                f"got {self.axes!r}"
+            )
+        for name, accepted in SETTING_RANGES.items():
+            accepted.check(name, getattr(self, name))
+        if self.rollouts_per_update > self.groups * self.group_size:
+            raise ValueError(
+                "GRPOConfig.rollouts_per_update must be at most groups * group_size "
+                f"({self.groups * self.group_size}), got {self.rollouts_per_update}"
+            )
+        if self.epsilon_high is not None:
+            Range(float, self.epsilon).check("epsilon_high", self.epsilon_high)
+        if len(self.betas) != 2:
+            raise ValueError(f"GRPOConfig.betas must be 2 numbers, got {self.betas!r}")
+        for value in self.betas:
+            UNIT.check("betas", value)
+        for value in self.stream_weights:
+            WEIGHT.check("stream_weights", value)
+        if not any(self.stream_weights):
+            raise ValueError("GRPOConfig.stream_weights must weigh at least one stream above 0")
+        if self.reward_weights is not None and not isinstance(self.reward_weights, Mapping):
+            raise ValueError(
+                f"GRPOConfig.reward_weights must be None or a dict of term weights, "
+                f"got {self.reward_weights!r}"
+            )
+        for value in (self.reward_weights or {}).values():
+            WEIGHT.check("reward_weights", value)
+        for name, choices in (("loss_type", LossType), ("scale_rewards", ScaleRewards)):
+            if getattr(self, name) not in get_args(choices):
+                raise ValueError(
+                    f"GRPOConfig.{name} must be one of {get_args(choices)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name, kind in (("env", EnvConfig), ("sampling", SamplingConfig), ("fsdp", bool)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"GRPOConfig.{name} must be a {kind.__name__}")
+        if self.judge is not None and not isinstance(self.judge, JudgeConfig):
+            raise ValueError("GRPOConfig.judge must be None or a JudgeConfig")
+
+
+class Range(NamedTuple):
+    """The values a number setting accepts: ``kind`` (int or float) from ``low`` to ``high``,
+    a bound excluded where it is open."""
+
+    kind: type
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """``ValueError`` naming ``GRPOConfig.name`` and the range unless ``value`` is in it."""
+        number = isinstance(value, int if self.kind is int else int | float)
+        inside = (
+            number
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value > self.low if self.low_open else value >= self.low)
+            and (value < self.high if self.high_open else value <= self.high)
+        )
+        if inside:
+            return
+        what = "an integer" if self.kind is int else "a number"
+        bounds = f"{'>' if self.low_open else '>='} {self.low}"
+        if self.high < math.inf:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            bounds = f"in {left}{self.low}, {self.high}{right}"
+        raise ValueError(f"GRPOConfig.{name} must be {what} {bounds}, got {value!r}")
+
+
+SETTING_RANGES = {
+    "iterations": Range(int, 1),
+    "groups": Range(int, 1),
+    "group_size": Range(int, 1),
+    "rollouts_per_update": Range(int, 1),
+    "warmup_iterations": Range(int, 0),
+    "lora_rank": Range(int, 0),
+    "eval_every": Range(int, 1),
+    "eval_episodes": Range(int, 1),
+    "checkpoint_every": Range(int, 1),
+    "seed": Range(int, 0),
+    "lr": Range(float, 0.0, low_open=True),
+    "weight_decay": Range(float, 0.0),
+    "grad_clip": Range(float, 0.0, low_open=True),
+    "epsilon": Range(float, 0.0, low_open=True),
+    "beta": Range(float, 0.0),
+    "context_prob": Range(float, 0.0, 1.0),
+    "context_max_s": Range(float, 0.0),
+}
+"""GRPOConfig's number fields and their ranges (the seed is a numpy seed: >= 0)."""
+UNIT = Range(float, 0.0, 1.0, high_open=True)
+"""Each of AdamW's betas."""
+WEIGHT = Range(float, 0.0)
+"""A stream's or a reward term's weight."""
 
 
 LossFactory = Callable[[MoshiScorer, "GRPOConfig"], LossModule]
@@ -190,22 +329,20 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(
             self._parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
+        self.axes = expand_axes(list(config.axes))
+        env_config = config.env.replace(text_card=models.text_card, audio_card=models.audio_card)
         self.env = FullDuplexVectorEnv(
             config.groups * config.group_size,
-            list(config.axes),
-            config.scenarios,
+            self.axes,
             group_size=config.group_size,
             autoreset_mode="Disabled",
-            text_card=models.text_card,
-            audio_card=models.audio_card,
-            num_scenarios=config.num_scenarios,
-            scenario_seed=config.scenario_seed,
-            axis_weights=config.axis_weights,
+            config=env_config,
         )
+        self.eval_env = env_config.replace(scenarios=None, axis_weights=None)
         self.judge = None
         self.judged_axes: list[Axis] = []
         if config.judge is not None:
-            trained = {a.name: a for a in expand_axes(list(config.axes))}
+            trained = {a.name: a for a in self.axes}
             self.judged_axes = [trained.get(n) or get_axis(n) for n in config.judge.axes]
             self.judge = ChatCompletionsJudge(
                 config.judge.url,
@@ -359,20 +496,28 @@ class GRPOTrainer:
         evaluates never changes what it trains on."""
         with torch.random.fork_rng(), unsharded(self.scorer):
             torch.manual_seed(self.config.seed)
-            return evaluate(self.policy, list(self.config.axes), self.config.eval_episodes)
+            return evaluate(self.policy, self.axes, self.config.eval_episodes, env=self.eval_env)
 
     def run(self, progress: bool = True) -> list[dict[str, Any]]:
         """Trains until ``config.iterations``, evaluating, logging and checkpointing on the way.
 
         Under torch.distributed only rank 0 logs and writes files. Only rank 0 evaluates, unless
         the weights are sharded (FSDP): then every rank must take part in gathering them.
+
+        The logs continue :attr:`history`: a run killed after its last checkpoint logged
+        iterations that the resumed run does again, so ``log.jsonl`` is rewritten to the history
+        first and TensorBoard drops the events of the steps to come (``purge_step``).
         """
         lead = self.rank == 0
-        self._log_file = (self.out_dir / LOG).open("a", encoding="utf-8") if lead else None
+        self._log_file = None
         if lead:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            with atomic_path(self.out_dir / LOG) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+            self._log_file = (self.out_dir / LOG).open("a", encoding="utf-8")
+            first_step = self.iteration + 1 if self.iteration else 0
+            self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=first_step)
         from tqdm import tqdm
 
         bar = tqdm(
@@ -442,7 +587,7 @@ class GRPOTrainer:
             rngs = [None] * self.world
             dist.all_gather_object(rngs, rng)
         return {
-            "config": asdict(self.config),
+            "config": plain(self.config),
             "iteration": self.iteration,
             "lm": model_state(self.scorer),
             "optimizer": optimizer_state(self.scorer, self.optimizer),
@@ -462,8 +607,13 @@ class GRPOTrainer:
             dist.barrier()
         return path
 
-    def resume(self) -> bool:
+    def resume(self, allow_changes: bool = False) -> bool:
         """Loads ``out_dir/checkpoint.pt`` if there is one; returns whether it did.
+
+        A run goes on with the settings it was trained with: the checkpoint records its config,
+        and settings other than :data:`RESUMABLE` that differ now are a ``ValueError`` naming
+        them, before anything is loaded, unless ``allow_changes`` (``fdenv-train
+        --resume-with-changes``).
 
         An output folder may come from elsewhere, so the checkpoint is data, never code: it is
         loaded with ``weights_only=True`` (tensors and plain data; a pickled object that would
@@ -479,12 +629,27 @@ class GRPOTrainer:
                 f"{path} was written by {len(state['torch_rng'])} rank(s); resume it with as "
                 f"many, not {self.world}"
             )
+        if not allow_changes:
+            self._check_settings(path, state.get("config"))
         load_model_state(self.scorer, state["lm"])
         load_optimizer_state(self.scorer, self.optimizer, state["optimizer"])
         torch.set_rng_state(state["torch_rng"][self.rank])
         self.iteration = state["iteration"]
         self.history = state["history"]
         return True
+
+    def _check_settings(self, path: Path, recorded: Any) -> None:
+        """Refuses to resume the run recorded in ``path`` with other settings than
+        :data:`RESUMABLE` changed."""
+        changed = changed_settings(recorded, plain(self.config))
+        refused = {k: v for k, v in changed.items() if k not in RESUMABLE}
+        if refused:
+            listed = "; ".join(f"{k or 'config'}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
+            raise ValueError(
+                f"{path} was trained with other settings ({listed}). Resume with the settings "
+                "it was trained with, or continue on the new ones with --resume-with-changes "
+                "(GRPOTrainer.resume(allow_changes=True))"
+            )
 
     def full_lm_state(self) -> dict[str, torch.Tensor]:
         """The trained LM's weights under their usual names, on every rank without FSDP and on

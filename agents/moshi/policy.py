@@ -29,10 +29,15 @@ class SamplingConfig:
     """Moshi's sampling settings; the defaults are the paper's (text 0.7, audio 0.8 / top-k 250)."""
 
     temp_text: float = 0.7
+    """Temperature of the text token."""
     temp_audio: float = 0.8
+    """Temperature of the audio codebooks."""
     top_k_text: int = 25
+    """Text tokens sampled among the most likely this many."""
     top_k_audio: int = 250
+    """Audio tokens sampled among the most likely this many."""
     use_sampling: bool = True
+    """Sample; off: take the most likely token (greedy)."""
 
 
 class Forced(NamedTuple):

@@ -39,20 +39,24 @@ class RoomConfig:
 
     Defaults cover small offices to living rooms (RT60 0.15-0.7 s, rooms 3x3x2.4 m to
     10x8x3.5 m), talker 0.5-3 m from the microphone, both at least 0.5 m from every wall.
-    ``max_order`` caps the image-source order: the order Sabine's formula asks for costs
-    seconds per RIR, and beyond order 12 the thin late tail barely changes what a listener
-    (or a model) hears. ``max_rir_s`` truncates the responses to bound convolution cost.
     """
 
     num_rirs: int = 32
+    """RIRs in the bank (one room each)."""
     rt60_range: tuple[float, float] = (0.15, 0.7)
+    """Reverberation time of the rooms, drawn uniformly from (low, high) seconds."""
     room_size_range: tuple[tuple[float, float, float], tuple[float, float, float]] = (
         (3.0, 3.0, 2.4),
         (10.0, 8.0, 3.5),
     )
+    """Smallest and largest room, (x, y, z) metres each."""
     max_order: int = 12
+    """Cap of the image-source order: the order Sabine's formula asks for costs seconds per RIR,
+    and beyond order 12 the thin late tail barely changes what a listener (or a model) hears."""
     max_rir_s: float = 0.5
+    """Length the responses are truncated to, bounding the cost of convolution."""
     seed: int = 0
+    """Seed of the bank's rooms and positions."""
 
     def __post_init__(self) -> None:
         if self.num_rirs < 1:
@@ -165,16 +169,16 @@ def _draw_rir(
 
 @dataclass(frozen=True)
 class Acoustics:
-    """Augmentation applied to a user channel. Defaults: reverb always, noise at 5-25 dB SNR.
-
-    ``noise`` is ``"white"`` or ``"pink"`` (1/f power), both generated from the caller's
-    generator; ``snr_db_range=None`` adds no noise, ``reverb_prob=0`` no reverb.
-    """
+    """Augmentation applied to a user channel. Defaults: reverb always, noise at 5-25 dB SNR."""
 
     reverb_prob: float = 1.0
+    """Probability that a clip is convolved with a room's RIR (0: no reverb)."""
     snr_db_range: tuple[float, float] | None = (5.0, 25.0)
+    """Noise at an SNR drawn uniformly from (low, high) dB over the speech; ``None``: no noise."""
     noise: str = "pink"
+    """``"white"`` or ``"pink"`` (1/f power), both generated from the caller's generator."""
     room: RoomConfig = RoomConfig()
+    """The bank of room impulse responses that reverb draws from."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.reverb_prob <= 1.0:

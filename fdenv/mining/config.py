@@ -21,24 +21,27 @@ VAD_MODES = ("auto", *VAD_BACKENDS)
 @dataclass(frozen=True)
 class MiningConfig:
     """What to mine and how; every default is the paper's (Ohashi et al. 2026, arXiv 2606.11167,
-    section "Segment mining").
-
-    ``axes``: registered axis names; each must implement :meth:`~fdenv.axes.Axis.mine`.
-    ``max_per_axis``: cap per axis over the whole corpus (2,000). ``seed``: which candidates
-    the cap keeps and the acoustics draw. ``context_s``: longest preceding recording kept per
-    scenario (30 s, the curriculum's ``l_max``; 0 keeps none). ``acoustics``: reverb and noise
-    baked into the user channel (``None``: dry). ``audio_format``: ``flac`` or ``wav``.
-    """
+    section "Segment mining")."""
 
     axes: tuple[str, ...] = tuple(a.name for a in PAPER_AXES)
+    """Registered axis names; each must implement :meth:`~fdenv.axes.Axis.mine`."""
     max_per_axis: int = 2_000
+    """Cap of scenarios per axis over the whole corpus."""
     seed: int = 0
+    """Which candidates the cap keeps, and the acoustics draw."""
     rules: MiningRules = field(default_factory=MiningRules)
+    """Windows around the mined utterances."""
     vad: str = "auto"
+    """``auto``: the corpus's VAD where it has one, else ``fallback_vad``; ``silero`` or
+    ``webrtc``: always run that one."""
     fallback_vad: str = "silero"
+    """``silero`` or ``webrtc``: the VAD of channels without the corpus's (with ``auto``)."""
     context_s: float = 30.0
+    """Longest preceding recording kept per scenario (the curriculum's l_max; 0 keeps none)."""
     acoustics: Acoustics | None = None
+    """Reverb and noise baked into the user channel; ``None``: dry."""
     audio_format: str = "flac"
+    """``flac`` or ``wav``."""
 
     def __post_init__(self) -> None:
         if not self.axes:
