@@ -31,15 +31,19 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
 from agents.evaluate import Agent, AxisResult, EvalConfig, compare
+from agents.moshi.models import eager_on_cpu, load_checkpoint, tiny_models
+from agents.moshi.policy import MoshiPolicy
+from agents.moshi.warmstart import tiny_base_models
 from agents.report import (
     markdown,
     outputs_json,
@@ -52,7 +56,9 @@ from fdenv.axes import Axis
 from fdenv.config import plain
 from fdenv.config_flags import ConfigError, ConfigFlags
 from fdenv.fdbench.export import export_folder
-from fdenv.judge.client import Judge
+from fdenv.fdbench.samples import import_fdbench
+from fdenv.fdbench.score import score_folder
+from fdenv.judge.client import ChatCompletionsJudge, Judge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
 from fdenv.voice import MimiVoice
 
@@ -72,17 +78,10 @@ PRESETS = ("tiny-base", "tiny-random")
 
 def make_agent(name: str, device: str) -> Agent:
     """The agent a command-line name stands for; ``ValueError`` lists the accepted names."""
-    from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
-
     scripted = {"silent": SilentAgent, "always-talk": AlwaysTalkAgent, "rule": RuleAgent}
     if name in scripted:
         return scripted[name]()
-    from agents.moshi.models import load_checkpoint, tiny_models
-    from agents.moshi.policy import MoshiPolicy
-
     if name == "tiny-base":
-        from agents.moshi.warmstart import tiny_base_models
-
         return MoshiPolicy(tiny_base_models(device))
     if name == "tiny-random":
         return MoshiPolicy(tiny_models(0, device))
@@ -180,10 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("name at least one agent (or only score outputs with --score-outputs)")
     if (args.judge_url is None) != (args.judge_model is None):
         parser.error("--judge-url and --judge-model go together")
-    os.environ.setdefault("NO_TORCH_COMPILE", "1")
-    import torch
-
     torch.set_num_threads(args.threads)
+    with eager_on_cpu(args.device):
+        return run(parser, args, config)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EvalConfig) -> int:
+    """Plays, judges, writes and scores what ``args`` ask for."""
     axes = list(config.axes)
     try:
         agents = {name: make_agent(name, args.device) for name in args.agents}
@@ -195,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     if config.env.scenarios is not None:
         described = f"{episodes} scenarios per axis of {config.env.scenarios}"
     if args.fdbench is not None and agents:
-        from fdenv.fdbench.samples import import_fdbench
-
         imported = import_fdbench(args.fdbench)
         for folder, reason in imported.skipped:
             print(f"skipped {folder}: {reason}", file=sys.stderr)
@@ -218,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     if args.judge_url is not None and results:
-        from fdenv.judge.client import ChatCompletionsJudge, load_rubric
-
         with ChatCompletionsJudge(
             args.judge_url,
             args.judge_model,
@@ -250,8 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"wrote output.wav and output.json into the samples of {args.fdbench}")
     if args.score_outputs:
-        from fdenv.fdbench.score import score_folder
-
         scores = score_folder(args.fdbench)
         for folder, reason in scores.skipped:
             print(f"not scored {folder}: {reason}", file=sys.stderr)

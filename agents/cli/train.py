@@ -28,8 +28,9 @@ from agents.evaluate import HELD_OUT_SEED
 from agents.grpo.trainer import RESUMABLE, GRPOConfig, GRPOTrainer
 from agents.moshi.export import export_checkpoint
 from agents.moshi.lora import add_lora
-from agents.moshi.models import MoshiModels, load_checkpoint, tiny_models
+from agents.moshi.models import MoshiModels, eager_on_cpu, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy
+from agents.moshi.warmstart import tiny_base_models
 from agents.report import (
     metrics_markdown,
     plot_metrics,
@@ -66,8 +67,6 @@ def build_models(args: argparse.Namespace, seed: int) -> MoshiModels:
         )
     if args.model == "tiny-random":
         return tiny_models(seed=seed, device=args.device)
-    from agents.moshi.warmstart import tiny_base_models
-
     return tiny_base_models(device=args.device)
 
 
@@ -144,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    with eager_on_cpu(args.device):
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Builds the model, trains it (resuming where ``--out`` has a checkpoint) and writes the
+    run's results."""
     config = load_config(args)
     models = build_models(args, config.seed)
     trainer = GRPOTrainer(config, models, args.out)
