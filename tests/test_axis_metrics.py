@@ -147,7 +147,7 @@ def test_vector_env_reports_metrics_per_env():
     env = fdenv.FullDuplexVectorEnv(2, "Backchannel", autoreset_mode="Disabled")
     obs, _ = env.reset(seed=0)
     agent = AlwaysTalkAgent()
-    agent.reset(2)
+    agent.start(2)
     finished = np.zeros(2, dtype=bool)
     while not finished.all():
         obs, _, terminated, _, info = env.step(agent.act(obs))

@@ -18,7 +18,7 @@ from conftest import noise_scenario, play_oracle
 from gymnasium.utils.env_checker import check_env
 
 from fdenv import Axis, AxisScore, register_axis
-from fdenv.registration import unregister_axis
+from fdenv.registration import get_axis, unregister_axis
 from fdenv.scenarios.synthetic import make_scenario
 from fdenv.segments import ConversationLabels, MiningRules
 from fdenv.timeline import Interval
@@ -117,8 +117,8 @@ def test_example_axis_is_an_env_that_passes_check_env(example_greeting):
 
 
 def test_example_synthesis_waits_then_answers(example_greeting):
-    scenario = make_scenario("Greeting", 0, 3)
-    assert scenario.audio.tolist() == make_scenario("Greeting", 0, 3).audio.tolist()
+    scenario = make_scenario(get_axis("Greeting"), 0, 3)
+    assert scenario.audio.tolist() == make_scenario(get_axis("Greeting"), 0, 3).audio.tolist()
     first = scenario.user_speech[0]
     assert 1.0 <= first.start <= 2.0  # the caller's wait for the greeting
     assert len(scenario.user_speech) == 2 and len(scenario.transcripts) == 2
