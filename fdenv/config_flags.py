@@ -517,3 +517,25 @@ def _default(field: dataclasses.Field) -> Any:
 def _defaults(cls: type) -> Any:
     """An object whose attributes are the fields' defaults (missing for required fields)."""
     return types.SimpleNamespace(**{f.name: _default(f) for f in dataclasses.fields(cls) if f.init})
+
+
+def settings_table(cls: type, defaults: Any = None, prefix: str = "") -> str:
+    """A markdown table of ``cls``'s settings: name, default and doc; a nested dataclass is
+    expanded into ``outer.inner`` rows with the outer default's values. The guides embed it, and
+    a test keeps the embedded copy equal to this, so the docs follow the dataclass."""
+    rows = ["| setting | default | what it does |", "|---|---|---|"] if not prefix else []
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        name = f"{prefix}{field.name}"
+        default = _default(field) if defaults is None else getattr(defaults, field.name)
+        nested = dataclasses.is_dataclass(default) and not isinstance(default, type)
+        if default is dataclasses.MISSING:
+            shown = "(required)"
+        elif nested:
+            shown = "the rows below"
+        else:
+            shown = f"`{_shown(default)}`"
+        rows.append(f"| `{name}` | {shown} | {_plain(docs.get(field.name, ''))} |")
+        if nested:
+            rows.append(settings_table(type(default), default, f"{name}."))
+    return "\n".join(rows)

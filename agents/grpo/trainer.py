@@ -115,7 +115,7 @@ class GRPOConfig:
     groups: int = 4
     """Scenarios (groups) per iteration; paper: 32 segments, one group per GPU."""
     group_size: int = 8
-    """Rollouts per scenario, G; paper: 16."""
+    """Rollouts per scenario, G (TRL's ``num_generations``); paper: 16."""
     rollouts_per_update: int = 2
     """Minibatch size in rollouts; paper: 1 (16 updates per group). At most ``groups *
     group_size``; the updates go over the rollouts with a non-zero advantage, so the last
@@ -135,7 +135,7 @@ class GRPOConfig:
     epsilon_high: float | None = None
     """Clip range above 1 (DAPO's clip-higher, e.g. 0.28); ``None``: ``epsilon``."""
     beta: float = 0.01
-    """KL weight against the initial model (paper: 0.01)."""
+    """Weight of the k3 KL to the initial model (paper: 0.01); 0 skips the reference pass."""
     loss_type: LossType = "grpo"
     """Token aggregation: ``grpo`` (mean per rollout, then over rollouts), ``dapo`` (mean over
     all tokens) or ``dr_grpo`` (sum over a constant)."""
@@ -145,7 +145,9 @@ class GRPOConfig:
     stream_weights: tuple[float, ...] = (1.0,) + (0.0,) * 8
     """Text, then 8 audio codebooks; the paper optimises text tokens only."""
     reward_weights: dict[str, float] | None = None
-    """Weights for decoupled normalisation when rollouts carry several reward terms."""
+    """GDPO: when rollouts carry several reward terms (a judge's ``llm`` beside the timing),
+    each is z-scored within its group, then summed with these weights (``None``: equal, as the
+    paper)."""
     lora_rank: int = 0
     """0 = full fine-tuning with a frozen reference copy; > 0 = LoRA, reference = adapters off."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
