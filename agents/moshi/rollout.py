@@ -11,35 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from agents.moshi.policy import MoshiPolicy
 from fdenv.constants import FRAME_S
-from fdenv.episode import Episode
-from fdenv.play import play
+from fdenv.play import PlayedBatch, play
 from fdenv.vector import FullDuplexVectorEnv
 
 
 @dataclass
-class Rollout:
-    """What one batched rollout produced, env by env.
+class Rollout(PlayedBatch):
+    """What one batched rollout produced, env by env: what :func:`fdenv.play.play` returns, and
+    Moshi's frames to score it with.
 
     ``codes [B, 17, T]`` and ``lengths [B]`` are Moshi's frames (see
     :meth:`MoshiPolicy.sequences`); ``trainable [B, T]`` is true for frames that lie in the
-    scenario window. ``reward_terms`` maps each term name to an array ``[B]``.
+    scenario window.
     """
 
-    rewards: np.ndarray
-    reward_terms: dict[str, np.ndarray]
-    episodes: list[Episode]
     codes: torch.Tensor
     lengths: torch.Tensor
     trainable: torch.Tensor
-
-    @property
-    def axes(self) -> list[str]:
-        return [e.axis for e in self.episodes]
 
 
 def rollout(
@@ -71,6 +63,7 @@ def rollout(
         rewards=played.rewards,
         reward_terms=played.reward_terms,
         episodes=played.episodes,
+        steps=played.steps,
         codes=codes,
         lengths=lengths,
         trainable=trainable.to(codes.device),
