@@ -1,9 +1,11 @@
 """The machinery behind both environment classes: a batch of episodes played in lockstep.
 
 :class:`FullDuplexEnv` runs it with one env and :class:`FullDuplexVectorEnv` with many, so the
-two give the same results for the same seeds by construction. Per step it copies one frame of
-user audio per env and writes a few numbers into preallocated history buffers; everything
-that looks at a whole episode (intervals, rewards) runs once, at the episode's end.
+two give the same results for the same seeds by construction. Cheap policies step millions of
+frames, so a step is a handful of array operations over all envs, never a Python loop over
+them: the audio of the streams in use lies in one :class:`FrameBank`, so the observations are
+one gather, and the agents' tokens go into preallocated history buffers. Everything that looks
+at a whole episode (intervals, rewards) runs once, at the episode's end.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fdenv.constants import FRAME_S, FRAME_SIZE, SAMPLE_RATE
 from fdenv.episode import Episode
 from fdenv.manifest import load_context
 from fdenv.scenario import Scenario
-from fdenv.timeline import intervals_to_mask
+from fdenv.timeline import Interval, intervals_to_mask
 from fdenv.voice import Voice
 
 
@@ -28,17 +30,37 @@ class Stream(NamedTuple):
     ``lead_in_s`` is everything before the scenario (silence and context). With a context,
     ``partner`` holds the partner's side of it from frame ``partner_frame`` on (whole frames, the
     first one partly silent), for policies that play the partner's part (see
-    :meth:`agents.moshi.policy.MoshiPolicy.start`).
+    :meth:`agents.moshi.policy.MoshiPolicy.start`), and ``context`` the user's side that is
+    played. The stream's samples are laid out on demand (:attr:`audio`, :meth:`write`): the
+    engine writes them straight into its bank, without a copy per episode in between.
     """
 
     scenario: Scenario
-    audio: np.ndarray
     user_speaking: np.ndarray
     num_frames: int
     lead_in_s: float
     context_s: float = 0.0
     partner: np.ndarray | None = None
     partner_frame: int = 0
+    context: np.ndarray | None = None
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The whole stream, ``num_frames * FRAME_SIZE`` samples (a new array on each call)."""
+        audio = np.empty(self.num_frames * FRAME_SIZE, dtype=np.float32)
+        self.write(audio)
+        return audio
+
+    def write(self, out: np.ndarray) -> None:
+        """Lays the stream out in ``out``, ``num_frames * FRAME_SIZE`` samples, whatever it held."""
+        start = round(self.lead_in_s * SAMPLE_RATE)
+        silence = start - (0 if self.context is None else len(self.context))
+        end = start + len(self.scenario.audio)
+        out[:silence] = 0.0
+        if self.context is not None:
+            out[silence:start] = self.context
+        out[start:end] = self.scenario.audio
+        out[end:] = 0.0
 
 
 def make_stream(scenario: Scenario, lead_in_s: float, context_s: float = 0.0) -> Stream:
@@ -55,26 +77,100 @@ def make_stream(scenario: Scenario, lead_in_s: float, context_s: float = 0.0) ->
         context = max(0, (lead + wanted) // FRAME_SIZE * FRAME_SIZE - lead)
     start = lead + context
     num_frames = math.ceil((start + len(scenario.audio)) / FRAME_SIZE)
-    audio = np.zeros(num_frames * FRAME_SIZE, dtype=np.float32)
-    audio[start : start + len(scenario.audio)] = scenario.audio
     speaking = intervals_to_mask(scenario.user_speech, num_frames, offset=start / SAMPLE_RATE)
     if context == 0:
-        return Stream(scenario, audio, speaking, num_frames, lead / SAMPLE_RATE)
+        return Stream(scenario, speaking, num_frames, lead / SAMPLE_RATE)
     assert user is not None and partner is not None
-    audio[lead:start] = user[len(user) - context :]
     first = lead // FRAME_SIZE
     played = np.zeros(start - first * FRAME_SIZE, dtype=np.float32)
     played[lead - first * FRAME_SIZE :] = partner[len(partner) - context :]
     return Stream(
         scenario,
-        audio,
         speaking,
         num_frames,
         start / SAMPLE_RATE,
         context / SAMPLE_RATE,
         played,
         first,
+        user[len(user) - context :].copy(),  # not a view: the whole recording may be long
     )
+
+
+class FrameBank:
+    """The frames of the streams in use, one slot of rows per stream, and their user labels.
+
+    Row ``base + k`` of a stream's slot is its frame ``k``, and the row after its last frame is
+    silent and unlabelled: a finished env rests there, and row 0 is such a row for envs that
+    have not started; so every env's observation is one gather whether it runs or not. Envs
+    that share a stream (a GRPO group) share its slot. A slot whose last env moves on goes back
+    to a free list for the next stream, so a restart copies one stream, never the bank; the bank
+    is rebuilt only to add slots (up to one per env) or to lengthen them for a longer stream,
+    both by a growing factor, so a few times in a run.
+    """
+
+    def __init__(self, max_slots: int) -> None:
+        self.max_slots = max_slots
+        self.slot_rows = 0
+        self.audio = np.zeros((1, FRAME_SIZE), dtype=np.float32)
+        self.user = np.zeros(1, dtype=bool)
+        self._streams: list[Stream | None] = []
+        self._envs: list[int] = []
+        self._slot_of: dict[int, int] = {}  # id(stream) -> slot; _streams keeps the ids alive
+        self._free: list[int] = []
+
+    def base(self, slot: int) -> int:
+        """The row of the slot's frame 0."""
+        return 1 + slot * self.slot_rows
+
+    def acquire(self, stream: Stream) -> int:
+        """The slot holding ``stream``, loading it if no env plays it yet; one more env plays it."""
+        slot = self._slot_of.get(id(stream))
+        if slot is None:
+            slot = self._load(stream)
+        self._envs[slot] += 1
+        return slot
+
+    def release(self, slot: int) -> None:
+        """One env fewer plays the slot's stream; the last one frees the slot."""
+        self._envs[slot] -= 1
+        if self._envs[slot] == 0:
+            del self._slot_of[id(self._streams[slot])]
+            self._streams[slot] = None
+            self._free.append(slot)
+
+    def _load(self, stream: Stream) -> int:
+        rows, slots = self.slot_rows, len(self._envs)
+        if stream.num_frames + 1 > rows:
+            rows = max(stream.num_frames + 1, rows * 5 // 4)
+        if not self._free:
+            slots = min(self.max_slots, max(1, 2 * slots))
+        if (rows, slots) != (self.slot_rows, len(self._envs)):
+            self._rebuild(rows, slots)
+        slot = self._free.pop()
+        base = self.base(slot)
+        stream.write(self.audio[base : base + stream.num_frames].reshape(-1))
+        self.audio[base + stream.num_frames] = 0.0
+        self.user[base : base + stream.num_frames] = stream.user_speaking
+        self.user[base + stream.num_frames] = False
+        self._streams[slot] = stream
+        self._slot_of[id(stream)] = slot
+        return slot
+
+    def _rebuild(self, slot_rows: int, slots: int) -> None:
+        """Makes the bank ``slots`` slots of ``slot_rows`` rows (neither fewer than now), moving
+        the streams in use to their slots' new rows."""
+        audio = np.zeros((1 + slots * slot_rows, FRAME_SIZE), dtype=np.float32)
+        user = np.zeros(len(audio), dtype=bool)
+        for slot, stream in enumerate(self._streams):
+            if stream is not None:
+                old, new = self.base(slot), 1 + slot * slot_rows
+                audio[new : new + self.slot_rows] = self.audio[old : old + self.slot_rows]
+                user[new : new + self.slot_rows] = self.user[old : old + self.slot_rows]
+        added = range(len(self._envs), slots)
+        self._free.extend(reversed(added))  # the lowest slot first: pop() takes from the end
+        self._streams.extend(None for _ in added)
+        self._envs.extend(0 for _ in added)
+        self.audio, self.user, self.slot_rows = audio, user, slot_rows
 
 
 class StepResult(NamedTuple):
@@ -87,7 +183,15 @@ class StepResult(NamedTuple):
 
 
 class DuplexEngine:
-    """Plays one stream per env; ``step`` advances the envs that are mid-episode."""
+    """Plays one stream per env; ``step`` advances the envs that are mid-episode.
+
+    Per env it keeps the frame it is at, the bank row of that frame (``base + frame``; the
+    resting row once the episode is over, where the frame stops too) and the agent's per-frame
+    history. The history buffers have a spare column past the longest episode, so a step writes
+    every env's column ``frame`` unconditionally: for an env that is not running that column
+    is past its episode, never read. The single env steps and observes through
+    :meth:`step_one` and :meth:`observe_one`, the same state in Python scalars.
+    """
 
     def __init__(self, num_envs: int, voice: Voice, lead_in_s: float) -> None:
         if lead_in_s < 0:
@@ -97,14 +201,15 @@ class DuplexEngine:
         self.lead_in_s = round(lead_in_s * SAMPLE_RATE) / SAMPLE_RATE
         self.streams: list[Stream | None] = [None] * num_envs
         self.frame = np.zeros(num_envs, dtype=np.int64)
-        self._lead = np.full(num_envs, self.lead_in_s)
         self.num_frames = np.zeros(num_envs, dtype=np.int64)
-        self._capacity = 0
-        self._speaking = np.zeros((num_envs, 0), dtype=bool)
-        self._text = np.zeros((num_envs, 0), dtype=np.int64)
-        self._user = np.zeros((num_envs, 0), dtype=bool)
-        self._audio: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
-        self._rows = np.arange(num_envs)
+        self._lead = np.full(num_envs, self.lead_in_s)
+        self._bank = FrameBank(num_envs)
+        self._slot = np.full(num_envs, -1, dtype=np.int64)
+        self._row = np.zeros(num_envs, dtype=np.int64)
+        self._speaking = np.zeros((num_envs, 1), dtype=bool)
+        self._text = np.zeros((num_envs, 1), dtype=np.int64)
+        self._audio: np.ndarray | None = None  # [num_envs, columns, ...] once the voice makes audio
+        self._envs = np.arange(num_envs)
         voice.reset(num_envs)
 
     @property
@@ -114,54 +219,80 @@ class DuplexEngine:
 
     def start(self, env: int, stream: Stream) -> None:
         """Begins an episode in ``env`` (several envs may share one stream)."""
+        if self._slot[env] >= 0:
+            self._bank.release(int(self._slot[env]))
+        slot_rows = self._bank.slot_rows
+        self._slot[env] = slot = self._bank.acquire(stream)
         self.streams[env] = stream
         self._lead[env] = stream.lead_in_s
         self.frame[env] = 0
         self.num_frames[env] = stream.num_frames
-        if stream.num_frames > self._capacity:
-            self._grow(stream.num_frames)
-        self._user[env, : stream.num_frames] = stream.user_speaking
-        self._audio[env] = []
+        self._row[env] = self._bank.base(slot)
+        if self._bank.slot_rows != slot_rows:  # the bank was rebuilt: every slot moved
+            rows = 1 + self._slot * self._bank.slot_rows + self.frame
+            self._row = np.where(self._slot >= 0, rows, 0)
+        if stream.num_frames >= self._speaking.shape[1]:
+            self._widen(stream.num_frames + 1)
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[env] = True
         self.voice.reset_envs(mask)
 
-    def _grow(self, frames: int) -> None:
-        extra = frames - self._capacity
-        self._speaking = np.pad(self._speaking, ((0, 0), (0, extra)))
-        self._text = np.pad(self._text, ((0, 0), (0, extra)))
-        self._user = np.pad(self._user, ((0, 0), (0, extra)))
-        self._capacity = frames
+    def _widen(self, columns: int) -> None:
+        extra = ((0, 0), (0, columns - self._speaking.shape[1]))
+        self._speaking = np.pad(self._speaking, extra)
+        self._text = np.pad(self._text, extra)
+        if self._audio is not None:
+            self._audio = np.pad(self._audio, extra + ((0, 0),) * (self._audio.ndim - 2))
 
-    def observe(self, out: np.ndarray) -> np.ndarray:
-        """Writes each env's current frame of user audio into ``out`` ``[num_envs, 1920]``."""
-        for env, stream in enumerate(self.streams):
-            k = self.frame[env]
-            if stream is None or k >= stream.num_frames:
-                out[env] = 0.0
-            else:
-                out[env] = stream.audio[k * FRAME_SIZE : (k + 1) * FRAME_SIZE]
-        return out
+    def observe(self) -> np.ndarray:
+        """Each env's current frame of user audio, a new array ``[num_envs, 1920]`` (zeros for
+        an env that is not running)."""
+        return self._bank.audio.take(self._row, axis=0)
+
+    def observe_one(self) -> np.ndarray:
+        """:meth:`observe` for a one-env engine: its frame, a new array ``[1920]``."""
+        return self._bank.audio[self._row[0]].copy()
 
     def step(self, actions: np.ndarray) -> StepResult:
         """Plays the agents' actions ``[num_envs, 9]`` into the current frame of running envs."""
         voiced = self.voice.step(actions)
-        rows = self._rows[self.running]
-        k = self.frame[rows]
-        self._speaking[rows, k] = voiced.speaking[rows]
-        self._text[rows, k] = actions[rows, 0]
+        frame = self.frame
+        running = frame < self.num_frames
+        self._speaking[self._envs, frame] = voiced.speaking
+        self._text[self._envs, frame] = actions[:, 0]
         if voiced.audio is not None:
-            for env in rows:
-                self._audio[env].append(voiced.audio[env])
-        user = np.zeros(self.num_envs, dtype=bool)
-        user[rows] = self._user[rows, k]
-        agent = np.zeros(self.num_envs, dtype=bool)
-        agent[rows] = voiced.speaking[rows]
-        t = self.frame * FRAME_S - self._lead
-        self.frame[rows] += 1
-        done = np.zeros(self.num_envs, dtype=bool)
-        done[rows] = self.frame[rows] == self.num_frames[rows]
-        return StepResult(t, user, agent, done)
+            self._audio_buffer(voiced.audio)[self._envs, frame] = voiced.audio
+        user = self._bank.user[self._row]
+        t = frame * FRAME_S - self._lead
+        frame += running
+        self._row += running
+        return StepResult(t, user, voiced.speaking & running, running & (frame == self.num_frames))
+
+    def step_one(self, action: np.ndarray) -> tuple[float, bool, bool, bool]:
+        """:meth:`step` for a one-env engine, in Python scalars: ``(t, user_speaking,
+        agent_speaking, done)`` for action ``[9]``. The same steps as :meth:`step` (the
+        reference episodes hold both to the same numbers), without numpy's per-call cost,
+        which dominates on arrays of one env."""
+        speaking, audio = self.voice.step_one(action)
+        k, frames = int(self.frame[0]), int(self.num_frames[0])
+        t = k * FRAME_S - float(self._lead[0])
+        if k == frames:
+            return t, False, False, False
+        self._speaking[0, k] = speaking
+        self._text[0, k] = action[0]
+        if audio is not None:
+            self._audio_buffer(audio[None])[0, k] = audio
+        row = int(self._row[0])
+        self.frame[0] = k + 1
+        self._row[0] = row + 1
+        return t, bool(self._bank.user[row]), speaking, k + 1 == frames
+
+    def _audio_buffer(self, audio: np.ndarray) -> np.ndarray:
+        """The agent audio history, made on the first step of a voice that makes audio."""
+        if self._audio is None:
+            shape = (self.num_envs, self._speaking.shape[1], *audio.shape[1:])
+            self._audio = np.zeros(shape, dtype=audio.dtype)
+        return self._audio
 
     def episode(self, env: int) -> Episode:
         """The episode in ``env`` so far (complete once it is done)."""
@@ -170,14 +301,20 @@ class DuplexEngine:
             raise RuntimeError("no episode has started; call reset() first")
         played = int(self.frame[env])
         speaking = self._speaking[env, :played].copy()
-        audio = np.concatenate(self._audio[env]) if self._audio[env] else None
-        intervals = self.voice.speech_intervals(speaking, audio)
+        audio = None
+        if self._audio is not None and played > 0:
+            audio = self._audio[env, :played].reshape(-1).copy()
+        lead = stream.lead_in_s
+        # Interval.shift(-lead) gives the same floats, at a method call per interval
+        speech = [
+            Interval(a - lead, b - lead) for a, b in self.voice.speech_intervals(speaking, audio)
+        ]
         return Episode(
             scenario=stream.scenario,
-            lead_in_s=stream.lead_in_s,
+            lead_in_s=lead,
             agent_speaking=speaking,
             text_tokens=self._text[env, :played].copy(),
-            agent_speech=[i.shift(-stream.lead_in_s) for i in intervals],
+            agent_speech=speech,
             agent_audio=audio,
             context_s=stream.context_s,
         )

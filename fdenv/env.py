@@ -41,28 +41,32 @@ def make_spaces(text_card: int, audio_card: int) -> tuple[spaces.Box, spaces.Mul
 
 
 def check_actions(actions: Any, nvec: np.ndarray, num_envs: int | None = None) -> np.ndarray:
-    """Returns ``actions`` as an int64 array ``[N, 9]``; ``ValueError`` naming a bad entry.
+    """Returns ``actions`` as an int64 array of the shape asked for; ``ValueError`` naming a bad
+    entry.
 
     ``num_envs=None`` is a single env, which takes exactly one action ``[9]`` (a batch there
-    would be cut to its first row without a word); otherwise ``[num_envs, 9]``.
+    would be cut to its first row without a word); otherwise ``[num_envs, 9]``. Every step
+    calls this, so the usual case costs a few numpy calls; finding the bad entry can wait for
+    the error.
     """
     array = np.asarray(actions)
     expected = (len(nvec),) if num_envs is None else (num_envs, len(nvec))
     if array.shape != expected:
         what = "one action per step" if num_envs is None else "one action per env"
         raise ValueError(f"action must have shape {expected} ({what}), got {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
+    if array.dtype.kind not in "iu" and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"action must hold integer token ids, got dtype {array.dtype}")
-    batch = array.reshape(-1, len(nvec)).astype(np.int64, copy=False)
-    bad = (batch < 0) | (batch >= nvec)
-    if bad.any():
-        env, index = (int(i) for i in np.argwhere(bad)[0])
+    checked = array.astype(np.int64, copy=False)
+    # cast to unsigned, a negative id is huge: one comparison checks both ends of the range
+    if np.count_nonzero(checked.astype(np.uint64) >= nvec.astype(np.uint64)):
+        batch = checked.reshape(-1, len(nvec))
+        env, index = (int(i) for i in np.argwhere((batch < 0) | (batch >= nvec))[0])
         where = f"action[{index}]" if array.ndim == 1 else f"action[{env}, {index}]"
         raise ValueError(
             f"{where} ({_STREAM_NAMES[index]}) = {batch[env, index]} is outside "
             f"the allowed range [0, {nvec[index] - 1}]"
         )
-    return batch
+    return checked
 
 
 def score_episode(axis: Axis, episode: Episode) -> tuple[AxisScore, dict[str, Any]]:
@@ -116,7 +120,6 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         self.sampler = make_sampler(axis, self.config)
         self.voice = self.config.make_voice()
         self._engine = DuplexEngine(1, self.voice, self.config.lead_in_s)
-        self._obs = np.zeros((1, FRAME_SIZE), dtype=np.float32)
         self._needs_reset = True
         self.last_episode: Episode | None = None
 
@@ -139,7 +142,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
             "t": -stream.lead_in_s,
             "context_s": stream.context_s,
         }
-        return self._engine.observe(self._obs)[0].copy(), info
+        return self._engine.observe_one(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
@@ -147,15 +150,14 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
                 "step() called after the episode terminated (or before the first reset); "
                 "call reset() first"
             )
-        actions = check_actions(action, self.action_space.nvec)
-        result = self._engine.step(actions)
+        checked = check_actions(action, self.action_space.nvec)
+        t, user, agent, terminated = self._engine.step_one(checked)
         info: dict[str, Any] = {
-            "t": np.float64(result.t[0]),
-            "user_speaking": np.bool_(result.user_speaking[0]),
-            "agent_speaking": np.bool_(result.agent_speaking[0]),
+            "t": np.float64(t),
+            "user_speaking": np.bool_(user),
+            "agent_speaking": np.bool_(agent),
         }
         reward = 0.0
-        terminated = bool(result.done[0])
         if terminated:
             self._needs_reset = True
             episode = self._engine.episode(0)
@@ -163,7 +165,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
             reward = score.reward
             info |= final
             self.last_episode = episode
-        return self._engine.observe(self._obs)[0].copy(), reward, terminated, False, info
+        return self._engine.observe_one(), reward, terminated, False, info
 
     def episode(self) -> Episode:
         """The current (or just finished) episode."""

@@ -19,7 +19,6 @@ from gymnasium.vector.utils import batch_space
 
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig
-from fdenv.constants import FRAME_SIZE
 from fdenv.engine import DuplexEngine, make_stream
 from fdenv.env import (
     check_actions,
@@ -96,7 +95,6 @@ class FullDuplexVectorEnv(VectorEnv):
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False
-        self._obs = np.zeros((num_envs, FRAME_SIZE), dtype=np.float32)
 
     @property
     def lead_in_s(self) -> float:
@@ -139,7 +137,7 @@ class FullDuplexVectorEnv(VectorEnv):
             infos = self._start(int(env), infos, group_options)
         self._autoreset[mask] = False
         self._started = True
-        return self._engine.observe(self._obs).copy(), infos
+        return self._engine.observe(), infos
 
     def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         if seed is None:
@@ -172,24 +170,23 @@ class FullDuplexVectorEnv(VectorEnv):
         if not self._started:
             raise ResetNeeded("call reset() before step()")
         batch = check_actions(actions, self.single_action_space.nvec, self.num_envs)
-        restarting = self._autoreset.copy()
+        restarting = self._autoreset  # replaced below, never changed in place during a step
         result = self._engine.step(batch)
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         infos: dict[str, Any] = {
-            "t": result.t.copy(),
+            "t": result.t,  # the engine's arrays are new each step
             "user_speaking": result.user_speaking,
             "agent_speaking": result.agent_speaking,
         }
-        for env in np.flatnonzero(result.done):
+        for env in result.done.nonzero()[0]:
             episode = self._engine.episode(int(env))
             score, final = score_episode(self.sampler.spec(episode.axis), episode)
             rewards[env] = score.reward
             infos = self._add_info(infos, final, int(env))
-        for env in np.flatnonzero(restarting):
+        for env in restarting.nonzero()[0]:
             infos = self._start(int(env), infos, {})
             infos["t"][env] = -self._stream.lead_in_s  # the new episode's, not the old one's
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
             self._autoreset = result.done.copy()
         truncations = np.zeros(self.num_envs, dtype=bool)
-        obs = self._engine.observe(self._obs).copy()
-        return obs, rewards, result.done.copy(), truncations, infos
+        return self._engine.observe(), rewards, result.done, truncations, infos

@@ -47,6 +47,14 @@ class Voice(ABC):
     def step(self, actions: np.ndarray) -> VoiceFrame:
         """Consumes one frame of actions for every env."""
 
+    def step_one(self, action: np.ndarray) -> tuple[bool, np.ndarray | None]:
+        """:meth:`step` for a voice of one env and its action ``[9]``: whether it speaks, and
+        its audio frame if the voice makes any. The single env calls this every step; a voice
+        whose step is a few array operations can answer in Python scalars, several times
+        faster than numpy on one row."""
+        frame = self.step(action[None])
+        return bool(frame.speaking[0]), None if frame.audio is None else frame.audio[0]
+
     def speech_intervals(
         self, speaking: np.ndarray, audio: np.ndarray | None = None
     ) -> list[Interval]:
@@ -87,6 +95,13 @@ class TextVoice(Voice):
         word = (text != self.pad_id) & (text != self.epad_id)
         self._since_word = np.where(word, 0, self._since_word + 1)
         return VoiceFrame(self._since_word < self.hold_frames)
+
+    def step_one(self, action: np.ndarray) -> tuple[bool, np.ndarray | None]:
+        text = int(action[0])
+        word = text != self.pad_id and text != self.epad_id
+        since = 0 if word else int(self._since_word[0]) + 1
+        self._since_word[0] = since
+        return since < self.hold_frames, None
 
 
 class MimiVoice(Voice):
