@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from fdenv.agent import Agent, action_sizes
+from fdenv.agent import Agent, env_for
 from fdenv.axes import PAPER_AXES, Axis
 from fdenv.config import EnvConfig
 from fdenv.env import make_sampler
@@ -184,11 +184,13 @@ def evaluate(
     evaluation (:func:`compare` does)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    config = (env or EnvConfig()).replace(
-        scenario_seed=scenario_seed,
-        num_scenarios=episodes,
-        **({} if scenarios is None else {"scenarios": scenarios}),
-        **action_sizes(policy),
+    config = env_for(
+        policy,
+        (env or EnvConfig()).replace(
+            scenario_seed=scenario_seed,
+            num_scenarios=episodes,
+            **({} if scenarios is None else {"scenarios": scenarios}),
+        ),
     )
     results = {}
     for spec in expand_axes(list(axes)):

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fdenv.config import EnvConfig
+
 Partners = Mapping[int, tuple[np.ndarray, int]]
 """Env -> (the partner's side of a recorded context, the stream frame it starts at), for agents
 that play the partner's part over a context (the paper's context curriculum); see
@@ -37,8 +39,19 @@ class Agent(Protocol):
         """Ends the batch (frees streaming state)."""
 
 
-def action_sizes(agent: object) -> dict[str, int]:
-    """The env settings ``text_card``/``audio_card`` an agent needs: its model's vocabulary
-    sizes where it has them (a Moshi policy), nothing otherwise (a scripted agent fits any)."""
+def env_for(agent: object, config: EnvConfig) -> EnvConfig:
+    """``config`` fitted to ``agent``: its model's vocabulary sizes where it has them (a Moshi
+    policy; a scripted agent fits any), and for ``voice="mimi"`` the agent's own
+    :class:`~fdenv.voice.MimiVoice` (``agent.mimi_voice()``; a ``ValueError`` for an agent
+    without audio tokens to decode)."""
     sizes = {name: getattr(agent, name, None) for name in ("text_card", "audio_card")}
-    return {name: int(size) for name, size in sizes.items() if size is not None}
+    changes: dict[str, object] = {k: int(v) for k, v in sizes.items() if v is not None}
+    if config.voice == "mimi":
+        make = getattr(agent, "mimi_voice", None)
+        if make is None:
+            raise ValueError(
+                f"voice 'mimi' decodes the agent's audio tokens with its Mimi, and "
+                f"{type(agent).__name__} has none (no mimi_voice()); use voice 'text'"
+            )
+        changes["voice"] = make()
+    return config.replace(**changes)

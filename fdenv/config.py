@@ -23,8 +23,11 @@ from fdenv.sampler import ScenariosArg
 from fdenv.scenario import Scenario
 from fdenv.voice import TextVoice, Voice
 
-VOICES = ("text",)
-"""Voices an env can build by name; others (a Mimi decoder, yours) are passed as objects."""
+VOICES = ("text", "mimi")
+"""Voices by name: ``text`` (:class:`fdenv.voice.TextVoice`, the env builds it) and ``mimi``
+(:class:`fdenv.voice.MimiVoice` over the agent's own Mimi: built from the agent by
+:func:`fdenv.agent.env_for`, as the GRPO trainer and the evaluator do). Other voices are passed
+as objects."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,10 @@ class EnvConfig:
     axis_weights: Mapping[str, float] | None = None
     """Relative weights of the axes when several are mixed (missing axes weigh 1)."""
     voice: str | Voice = "text"
-    """How the agent's actions become speech: ``"text"`` (:class:`fdenv.voice.TextVoice`) or a
-    :class:`fdenv.voice.Voice` object (e.g. ``MimiVoice(mimi)``, Silero VAD on decoded audio)."""
+    """How the agent's actions become speech: ``"text"`` (a word token held 0.4 s,
+    :class:`fdenv.voice.TextVoice`), ``"mimi"`` (the agent's audio tokens decoded by its Mimi,
+    then Silero VAD: the paper's way; the trainer and the evaluator build it from the model) or a
+    :class:`fdenv.voice.Voice` object."""
 
     def __post_init__(self) -> None:
         for name in ("num_scenarios", "scenario_seed", "text_card", "audio_card"):
@@ -74,14 +79,19 @@ class EnvConfig:
             object.__setattr__(self, "voice", "text")
         if isinstance(self.voice, str) and self.voice not in VOICES:
             raise ValueError(
-                f"EnvConfig.voice {self.voice!r} is not one the env can build ({VOICES}); "
-                "pass a Voice object (e.g. fdenv.voice.MimiVoice(mimi)) instead"
+                f"EnvConfig.voice must be one of {VOICES} or a Voice object, got {self.voice!r}"
             )
         if not isinstance(self.voice, str | Voice):
             raise ValueError(f"EnvConfig.voice must be 'text' or a Voice, got {self.voice!r}")
 
     def make_voice(self) -> Voice:
         """The voice object the env steps (a fresh :class:`TextVoice` for ``"text"``)."""
+        if self.voice == "mimi":
+            raise ValueError(
+                "EnvConfig.voice 'mimi' decodes the agent's audio with the agent's own Mimi, which "
+                "the env does not have: use fdenv.agent.env_for(agent, config) (the trainer and "
+                "the evaluator do), or pass voice=MimiVoice(mimi)"
+            )
         return TextVoice() if isinstance(self.voice, str) else self.voice
 
     def replace(self, **changes: Any) -> EnvConfig:

@@ -38,6 +38,7 @@ from agents.report import (
     results_from_json,
     summary_table,
 )
+from fdenv.agent import env_for
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig, plain
 from fdenv.config_flags import ConfigError, ConfigFlags, load_json
@@ -98,10 +99,11 @@ def record_examples(
     policy: MoshiPolicy, axes: list[Axis], env: EnvConfig, folder: Path
 ) -> list[Path]:
     """One recorded held-out episode per axis (stereo WAV, JSON, timeline PNG)."""
-    held_out = env.replace(text_card=policy.text_card, num_scenarios=4, scenario_seed=HELD_OUT_SEED)
+    held_out = env.replace(num_scenarios=4, scenario_seed=HELD_OUT_SEED)
     paths: list[Path] = []
     for axis in axes:
-        recorder = RecordEpisode(FullDuplexEnv(axis, config=held_out), folder, prefix=axis.name)
+        config = env_for(policy, held_out)  # a voice of its own per env
+        recorder = RecordEpisode(FullDuplexEnv(axis, config=config), folder, prefix=axis.name)
         play(policy, recorder, seed=0)
         paths += recorder.paths
     return paths

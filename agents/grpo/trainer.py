@@ -48,6 +48,7 @@ from agents.moshi.models import MoshiModels
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
 from agents.moshi.rollout import Rollout, rollout
 from agents.report import eval_json
+from fdenv.agent import env_for
 from fdenv.atomic import atomic_path, clean_stale_temporaries
 from fdenv.axes import PAPER_AXES, Axis
 from fdenv.config import EnvConfig, changed_settings, plain
@@ -219,6 +220,12 @@ class GRPOConfig:
                 raise ValueError(f"GRPOConfig.{name} must be a {kind.__name__}")
         if self.judge is not None and not isinstance(self.judge, JudgeConfig):
             raise ValueError("GRPOConfig.judge must be None or a JudgeConfig")
+        if not isinstance(self.env.voice, str):
+            raise ValueError(
+                "GRPOConfig.env.voice must be a name ('text' or 'mimi'): the trainer builds one "
+                "voice for its rollouts and one per evaluation, and a Voice object serves one "
+                "env at a time"
+            )
 
 
 class Range(NamedTuple):
@@ -332,15 +339,20 @@ class GRPOTrainer:
             self._parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
         self.axes = expand_axes(list(config.axes))
-        env_config = config.env.replace(text_card=models.text_card, audio_card=models.audio_card)
         self.env = FullDuplexVectorEnv(
             config.groups * config.group_size,
             self.axes,
             group_size=config.group_size,
             autoreset_mode="Disabled",
-            config=env_config,
+            config=env_for(self.policy, config.env),
         )
-        self.eval_env = env_config.replace(scenarios=None, axis_weights=None)
+        self.eval_env = config.env.replace(
+            scenarios=None,
+            axis_weights=None,
+            text_card=models.text_card,
+            audio_card=models.audio_card,
+        )
+        """The held-out evaluations' env settings (each evaluation builds its own voice)."""
         self.judge = None
         self.judged_axes: list[Axis] = []
         if config.judge is not None:

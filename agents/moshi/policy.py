@@ -22,6 +22,7 @@ from moshi.models.lm import LMGen
 
 from agents.moshi.models import MoshiModels
 from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
+from fdenv.voice import MimiVoice
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,12 @@ class MoshiPolicy(torch.nn.Module):
     @property
     def audio_card(self) -> int:
         return self.models.audio_card
+
+    def mimi_voice(self) -> MimiVoice:
+        """The paper's way to hear this policy: its audio tokens decoded by (a copy of) its Mimi,
+        then Silero VAD; a new voice per env (``fdenv.agent.env_for`` calls it for
+        ``voice="mimi"``)."""
+        return MimiVoice(self.models.mimi)
 
     def check_env(self, env) -> None:
         """Raises ``ValueError`` if the env's action sizes differ from the model's vocabularies."""

@@ -33,7 +33,7 @@ from typing import ClassVar
 import numpy as np
 from tqdm import tqdm
 
-from fdenv.agent import Agent, action_sizes
+from fdenv.agent import Agent, env_for
 from fdenv.atomic import atomic_path
 from fdenv.audio.io import read_mono, resample, write_audio
 from fdenv.axes import Axis, AxisScore
@@ -132,7 +132,7 @@ def export_folder(
     samples = find_samples(root)
     if not samples:
         raise FileNotFoundError(f"{root}: no sample folder with an input.wav")
-    config = EnvConfig(lead_in_s=lead_in_s, voice=voice or "text", **action_sizes(agent))
+    config = env_for(agent, EnvConfig(lead_in_s=lead_in_s, voice=voice or "text"))
     batches = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
     for batch in tqdm(batches, desc="exporting", unit="batch", disable=not progress):
         inputs = [read_mono(s.input) for s in batch]
