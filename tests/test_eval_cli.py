@@ -5,10 +5,12 @@ import math
 import shutil
 
 import pytest
+import soundfile as sf
 import torch
 from chat_server import chat_server, completion
 
 from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
+from agents.cli import evaluate as cli
 from agents.cli.evaluate import main, make_agent
 from agents.evaluate import AxisResult, compare, evaluate, summarize_metric
 from agents.moshi import MoshiPolicy, tiny_models
@@ -112,6 +114,10 @@ def test_command_exports_and_scores_an_fdbench_folder(tmp_path, fixtures_dir):
     shutil.copytree(fixtures_dir, bench)
     argv = ["--agents", "rule", "--fdbench", str(bench), "--write-outputs", "--score-outputs"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    for folder in bench.glob("*/1"):  # the official client's 24 kHz, the input's duration
+        source, output = sf.info(folder / "input.wav"), sf.info(folder / "output.wav")
+        frames = round(source.frames / source.samplerate * 24000)
+        assert (output.samplerate, output.frames) == (24000, frames)
     record = json.loads((tmp_path / "a" / "results.json").read_text())
     # the env's metrics of each sample and the scores of the files written for it agree
     for axis, scored in record["outputs"].items():
@@ -122,6 +128,17 @@ def test_command_exports_and_scores_an_fdbench_folder(tmp_path, fixtures_dir):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     alone = json.loads((tmp_path / "results.json").read_text())
     assert "results" not in alone and alone["outputs"] == record["outputs"]
+
+
+def test_export_flags_reach_the_export(tmp_path, fixtures_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli, "export_folder", lambda *args, **kwargs: calls.append(kwargs))
+    argv = ["--agents", "rule", "--fdbench", str(fixtures_dir), "--write-outputs"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    assert main([*argv, "--output-rate", "input", "--lead-in-s", "0", "--out", str(tmp_path)]) == 0
+    assert [(c["output_rate"], c["lead_in_s"]) for c in calls] == [(24000, 3.0), (None, 0.0)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--output-rate", "16000", "--out", str(tmp_path)])
 
 
 def test_judge_column_grades_replies_of_agents_that_have_text(tmp_path):

@@ -164,3 +164,22 @@ def test_import_command_writes_a_manifest(imported, tmp_path):
         )
         == 1
     )
+
+
+def test_scoring_finds_sample_folders_without_an_input(tmp_path):
+    labelled = tmp_path / "turn" / "1"  # another system's outputs: a label file, no input.wav
+    labelled.mkdir(parents=True)
+    (labelled / "turn_taking.json").write_text('[{"timestamp": [0.5, 0.6]}]')
+    backchannel = tmp_path / "icc" / "1"  # an output.json only
+    backchannel.mkdir(parents=True)
+    (backchannel / "output.json").write_text('{"text": "", "chunks": []}')
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a sample")
+    played = sample(tmp_path, "pause", "pause.json", "[]")
+    assert [s.folder for s in find_samples(tmp_path)] == [played]  # importing needs the input
+    found = find_samples(tmp_path, needs_input=False)
+    assert [(s.folder, s.axis) for s in found] == [
+        (backchannel, None),
+        (played, "PauseHandling"),
+        (labelled, "TurnTaking"),
+    ]

@@ -9,10 +9,13 @@ labelled sample of a Full-Duplex-Bench folder, ``--fdbench``). The output folder
 95% bootstrap intervals), ``metrics.png`` (a bar per agent with its interval, one panel per
 reward and metric) and ``timelines/`` (each agent's first episode per axis). ``--write-outputs``
 also writes ``output.wav`` and ``output.json`` into the benchmark's sample folders for the
-official scripts (one agent only), and ``--score-outputs`` scores a folder's ``output.json`` /
-``output.wav`` files the official way (:mod:`fdenv.fdbench.score`; any model's outputs, with or
-without agents). Runs are deterministic for a ``--seed``. ``--judge-url`` and ``--judge-model``
-add a ``judge`` column on the turn-taking and interruption axes: an LLM's grade of each reply
+official scripts (one agent only): ``output.wav`` at 24 kHz with the input's duration, as the
+official Moshi client writes it (``--output-rate input``: the input's rate and length), after
+``--lead-in-s`` of priming silence whose output is dropped (0: no priming, as that client).
+``--score-outputs`` scores a folder's ``output.json`` / ``output.wav`` files the official way
+(:mod:`fdenv.fdbench.score`; any model's outputs, with or without agents or ``input.wav``).
+Runs are deterministic for a ``--seed``. ``--judge-url`` and ``--judge-model`` add a ``judge``
+column on the turn-taking and interruption axes: an LLM's grade of each reply
 (FD-Bench's 0-5 relevance rubric by default, ``--judge-rubric paper`` for the paper's 0-2).
 
 Every field of :class:`agents.evaluate.EvalConfig` is a flag, the env's among them:
@@ -143,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-outputs", action="store_true", help="write output.wav/json into --fdbench"
     )
     parser.add_argument(
+        "--output-rate",
+        choices=("24000", "input"),
+        default="24000",
+        help="output.wav's rate: 24000 as the official client (default) or the input's",
+    )
+    parser.add_argument(
         "--score-outputs", action="store_true", help="score --fdbench's output files (after export)"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder")
@@ -244,6 +253,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EvalC
             args.fdbench,
             voice=None if models is None else MimiVoice(models.mimi),
             decode=None if models is None else models.tokenizer.decode,
+            lead_in_s=config.env.lead_in_s,
+            output_rate=None if args.output_rate == "input" else int(args.output_rate),
             progress=True,
         )
         print(f"wrote output.wav and output.json into the samples of {args.fdbench}")

@@ -2,15 +2,20 @@
 
 For every ``input.wav`` under a folder (:func:`fdenv.fdbench.samples.find_samples`, any
 sample rate, labelled or not, backchannel samples included) this plays the input to the policy
-the way the official Moshi client does: resampled to 24 kHz, ``lead_in_s`` of silence first
-(the client's 3 s priming, whose output it throws away), then the input in 1920-sample frames,
-the last one zero-padded. It writes next to the input:
+the way the official Moshi client does: resampled to 24 kHz, in 1920-sample frames, the last one
+zero-padded. The paper primes the model with 3 s of silence; the official client does not.
+fdenv plays ``lead_in_s`` of silence first (3 s by default, the paper's) and drops the output
+over it, so the files start at the input's start either way; ``lead_in_s=0`` is the official
+client's no priming. It writes next to the input:
 
-- ``output.wav``: the agent's audio from the end of the lead-in, at the INPUT's sample rate and
-  exactly the input's length, as the benchmark requires. A Moshi policy's audio is its own
-  tokens decoded by its Mimi (:class:`fdenv.voice.MimiVoice`). Scripted agents make no audio:
-  their ``output.wav`` is silence, so only ``output.json`` says what they did, and the official
-  ASR step must not be rerun on their folders (it would overwrite it with nothing).
+- ``output.wav``: the agent's audio from the end of the lead-in, with the input's duration, at
+  24 kHz by default as the official client writes it (``round(duration * 24000)`` samples), or
+  at the input's own rate and exactly its length (``output_rate=None``). The rate changes the
+  scores: the official backchannel script reads every file as if it were 16 kHz, so to compare
+  with published numbers keep the client's 24 kHz. A Moshi policy's audio is its own tokens
+  decoded by its Mimi (:class:`fdenv.voice.MimiVoice`). Scripted agents make no audio: their
+  ``output.wav`` is silence, so only ``output.json`` says what they did, and the official ASR
+  step must not be rerun on their folders (it would overwrite it with nothing).
 - ``output.json``: the benchmark's ASR format (``{"text", "chunks": [{"text", "timestamp"}]}``)
   with one chunk per text token (:func:`fdenv.fdbench.metrics.words_from_text_tokens`, whose
   docstring says how token timings differ from ASR), decoded with the policy's tokenizer where it
@@ -41,14 +46,14 @@ from fdenv.config import EnvConfig
 from fdenv.constants import DEFAULT_LEAD_IN_S, SAMPLE_RATE
 from fdenv.episode import Episode
 from fdenv.fdbench.metrics import cut_words, episode_words, read_interruption
-from fdenv.fdbench.samples import Sample, find_samples
+from fdenv.fdbench.samples import OUTPUT_JSON, OUTPUT_WAV, Sample, find_samples
 from fdenv.play import play
 from fdenv.scenario import Scenario, Word
 from fdenv.vector import FullDuplexVectorEnv
 from fdenv.voice import Voice
 
-OUTPUT_WAV = "output.wav"
-OUTPUT_JSON = "output.json"
+OFFICIAL_OUTPUT_RATE = SAMPLE_RATE
+"""The rate of the official Moshi client's ``output.wav`` (24 kHz, Moshi's own)."""
 
 
 def asr_json(words: Sequence[Word], decode: Callable[[int], str] | None = None) -> dict:
@@ -114,6 +119,7 @@ def export_folder(
     voice: Voice | None = None,
     decode: Callable[[int], str] | None = None,
     lead_in_s: float = DEFAULT_LEAD_IN_S,
+    output_rate: int | None = OFFICIAL_OUTPUT_RATE,
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[Path]:
@@ -121,10 +127,15 @@ def export_folder(
     returns the sample folders. ``voice`` makes the agent's audio (e.g.
     ``MimiVoice(models.mimi)``; the default :class:`fdenv.voice.TextVoice` makes none, so
     ``output.wav`` is silence) and ``decode`` turns a text token into its text (a tokenizer's
-    ``decode``; the default writes token ids). Deterministic for a seeded agent and a
+    ``decode``; the default writes token ids). ``lead_in_s`` of silence primes the agent and
+    its output over it is dropped (0: no priming, as the official client). ``output_rate`` is
+    ``output.wav``'s rate, with the input's duration: the official client's 24 kHz by default,
+    ``None`` for the input's own rate and length. Deterministic for a seeded agent and a
     ``batch_size``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output_rate is not None and output_rate < 1:
+        raise ValueError(f"output_rate must be a positive rate or None, got {output_rate}")
     if not isinstance(agent, Agent):
         raise TypeError(
             f"agent must follow fdenv.agent.Agent (start, act, reset, stop), got {type(agent)}"
@@ -142,7 +153,10 @@ def export_folder(
         ]
         episodes = play_samples(agent, scenarios, config)
         for sample, (audio, rate), episode in zip(batch, inputs, episodes, strict=True):
-            write_audio(sample.folder / OUTPUT_WAV, output_audio(episode, len(audio), rate), rate)
+            out_rate = rate if output_rate is None else output_rate
+            length = round(len(audio) * out_rate / rate)  # the input's duration at out_rate
+            audio_out = output_audio(episode, length, out_rate)
+            write_audio(sample.folder / OUTPUT_WAV, audio_out, out_rate)
             record = asr_json(sample_words(sample, episode), decode)
             with atomic_path(sample.folder / OUTPUT_JSON) as tmp:
                 tmp.write_text(json.dumps(record, indent=2) + "\n")

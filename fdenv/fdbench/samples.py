@@ -37,6 +37,8 @@ from fdenv.registration import get_axis
 from fdenv.scenario import Scenario, Utterance
 
 INPUT_NAME = "input.wav"
+OUTPUT_WAV = "output.wav"
+OUTPUT_JSON = "output.json"
 LABEL_AXES = {
     "pause.json": "PauseHandling",
     "turn_taking.json": "TurnTaking",
@@ -68,17 +70,22 @@ class Sample:
         return None if self.label_file is None else LABEL_AXES[self.label_file.name]
 
 
-def find_samples(root: str | Path) -> list[Sample]:
+def find_samples(root: str | Path, needs_input: bool = True) -> list[Sample]:
     """Every folder under ``root`` (``root`` included) that holds an ``input.wav``, sorted.
+
+    ``needs_input=False`` also takes a folder with a label file or an ``output.json`` and no
+    ``input.wav``: scoring reads only the output files and the label file, as the official
+    scripts do, so another system's output folders need not carry the inputs. Importing and
+    exporting play the input, so they keep the default.
 
     A folder with more than one label file is ambiguous: its sample carries that ``problem``.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: Full-Duplex-Bench folder does not exist")
+    markers = [INPUT_NAME] if needs_input else [INPUT_NAME, OUTPUT_JSON, *LABEL_AXES]
     samples = []
-    for path in sorted(root.rglob(INPUT_NAME)):
-        folder = path.parent
+    for folder in sorted({path.parent for name in markers for path in root.rglob(name)}):
         labels = [folder / name for name in LABEL_AXES if (folder / name).is_file()]
         relative = folder.relative_to(root)
         name = "-".join(relative.parts) if relative.parts else folder.name

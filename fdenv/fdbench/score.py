@@ -2,10 +2,16 @@
 as the official scripts score them, from the files they read: ``output.json`` (ASR word timings),
 ``output.wav`` (backchannel samples only, for Silero) and the sample's label file.
 
-Any model's outputs can be scored this way (ours, written by ``agents.fdbench_export``, or
+Any model's outputs can be scored this way (ours, written by :mod:`fdenv.fdbench.export`, or
 another system's). A sample's task is its label file (:mod:`fdenv.fdbench.samples`); a
 sample without one is a backchannel sample, scored against its entry in
 ``icc_gt_distribution.json`` (the entry named like the sample's folder).
+
+No ``input.wav`` is read, as none of the official scripts reads one: a sample folder is one with
+a label file or an ``output.json`` (:func:`fdenv.fdbench.samples.find_samples` with
+``needs_input=False``), so another system's output folders score without the inputs. The
+backchannel rules need no input either: the duration they divide by is the output's own, and
+the ground truth is the ``icc_gt_distribution.json`` entry.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from fdenv.fdbench.metrics import (
     turn_taking,
     user_interruption,
 )
-from fdenv.fdbench.samples import Sample, find_samples
+from fdenv.fdbench.samples import OUTPUT_JSON, OUTPUT_WAV, Sample, find_samples
 
 ICC_NAME = "icc_gt_distribution.json"
 
@@ -42,7 +48,7 @@ def score_sample(
     them; ``ValueError``/``FileNotFoundError`` naming the file when something is missing."""
     if sample.problem is not None:  # several label files: which task it is, is unknown
         raise ValueError(f"{sample.folder}: {sample.problem}")
-    words = read_asr_words(sample.folder / "output.json")
+    words = read_asr_words(sample.folder / OUTPUT_JSON)
     label = sample.label_file
     if label is None:
         if icc is None or sample.folder.name not in icc:
@@ -50,7 +56,7 @@ def score_sample(
                 f"{sample.folder}: no label file and no {ICC_NAME} entry "
                 f"{sample.folder.name!r} to score it as a backchannel sample"
             )
-        audio, rate = read_output_wav(sample.folder / "output.wav")
+        audio, rate = read_output_wav(sample.folder / OUTPUT_WAV)
         segments = backchannel_segments(audio, rate, mode)
         result = backchannel(segments, words, audio.size / rate, icc[sample.folder.name], mode)
         metrics = {"tor": float(result.tor), "frequency": result.frequency, "jsd": result.jsd}
@@ -82,7 +88,7 @@ def score_folder(
         icc_path = root / ICC_NAME
     icc = None if icc_path is None else read_icc_distributions(icc_path)
     scores = FolderScores()
-    for sample in find_samples(root):
+    for sample in find_samples(root, needs_input=False):
         try:
             axis, metrics = score_sample(sample, icc, mode)
         except (ValueError, FileNotFoundError) as err:
