@@ -101,7 +101,7 @@ def record() -> dict:
 
 def main() -> int:
     PATH.parent.mkdir(parents=True, exist_ok=True)
-    PATH.write_text(json.dumps(record(), indent=1, sort_keys=True) + "\n")
+    PATH.write_text(json.dumps(record(), sort_keys=True, separators=(",", ":")) + "\n")
     print(f"wrote {PATH}")
     return 0
 
