@@ -63,7 +63,6 @@ from fdenv.fdbench.samples import import_fdbench
 from fdenv.fdbench.score import score_folder
 from fdenv.judge.client import ChatCompletionsJudge, Judge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
-from fdenv.voice import MimiVoice
 
 SCRIPTED = ("silent", "always-talk", "rule")
 EVAL_FLAGS = ConfigFlags(
@@ -251,7 +250,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EvalC
         export_folder(
             agent,
             args.fdbench,
-            voice=None if models is None else MimiVoice(models.mimi),
+            voice=None if models is None else agent.mimi_voice(),
             decode=None if models is None else models.tokenizer.decode,
             lead_in_s=config.env.lead_in_s,
             output_rate=None if args.output_rate == "input" else int(args.output_rate),
