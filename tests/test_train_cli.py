@@ -2,12 +2,14 @@
 plain copy of a sharded model that export and recording use."""
 
 import json
+import time
 
 import numpy as np
 import pytest
 import torch
 from chat_server import chat_server, completion
 from test_grpo_trainer import Quiet, config, hesitant_models
+from test_hardening_data import hold_lock
 
 from agents.cli.train import main, unsharded_copy
 from agents.evaluate import AxisResult
@@ -115,3 +117,16 @@ def test_logged_evaluations_read_back_with_their_metrics():
     back = results_from_json(logged)["TurnTaking"]
     assert back.rewards == (-1.0, -0.5) and back.metrics["tor"] == (1.0, 0.0)
     np.testing.assert_array_equal(back.metrics["latency"], [0.25, np.nan])
+
+
+def test_a_second_run_on_one_out_folder_stops_at_once_naming_the_lock(tmp_path):
+    holder = hold_lock(tmp_path / "run")
+    try:
+        started = time.perf_counter()
+        with pytest.raises(SystemExit, match=f"lock held by pid {holder.pid}"):
+            main(["--out", str(tmp_path / "run"), "--model", "tiny-random", "--iterations", "1"])
+        assert time.perf_counter() - started < 5  # before any model is built
+        assert not (tmp_path / "run" / "log.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()

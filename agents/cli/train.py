@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -39,6 +40,7 @@ from agents.report import (
     summary_table,
 )
 from fdenv.agent import env_for
+from fdenv.atomic import FolderLocked, folder_lock
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig, plain
 from fdenv.config_flags import ConfigError, ConfigFlags, load_json
@@ -145,8 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    with eager_on_cpu(args.device):
-        return train(args)
+    # one run at a time writes --out: rank 0 holds its lock (the other ranks are the same run)
+    lock = folder_lock(args.out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
+    try:
+        with lock, eager_on_cpu(args.device):
+            return train(args)
+    except FolderLocked as err:
+        raise SystemExit(f"fdenv-train: {err}") from None
 
 
 def train(args: argparse.Namespace) -> int:
