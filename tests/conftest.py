@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from fdenv.constants import FRAME_S, PAD_ID, SAMPLE_RATE
+from fdenv.constants import FRAME_S, FRAME_SIZE, PAD_ID, SAMPLE_RATE
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval
+from fdenv.voice import Voice, VoiceFrame
 
 # moshi reads this when it is first imported (by the test modules, after this file)
 os.environ.setdefault("NO_TORCH_COMPILE", "1")
@@ -64,3 +65,23 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip("../shared/fixtures is not available")
     return FIXTURES
+
+
+class LevelVoice(Voice):
+    """A test voice that makes audio: it speaks in frames with a word token, and its audio in a
+    frame is the constant ``level(actions)`` ``[N, 1]`` of that frame's actions."""
+
+    makes_audio = True
+
+    def __init__(self, level) -> None:
+        self.level = level
+
+    def reset(self, num_envs: int) -> None:
+        pass
+
+    def reset_envs(self, mask: np.ndarray) -> None:
+        pass
+
+    def step(self, actions: np.ndarray) -> VoiceFrame:
+        audio = np.repeat(self.level(actions), FRAME_SIZE, axis=1).astype(np.float32)
+        return VoiceFrame(actions[:, 0] != PAD_ID, audio)

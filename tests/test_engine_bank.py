@@ -6,14 +6,14 @@ gives what the vector step gives."""
 import dataclasses
 
 import numpy as np
-from conftest import WORD
+from conftest import WORD, LevelVoice
 
 import fdenv
 from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
 from fdenv.engine import make_stream
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval
-from fdenv.voice import Voice, VoiceFrame
+from fdenv.voice import Voice
 
 LEAD = 1.0
 
@@ -114,21 +114,10 @@ def test_a_group_keeps_one_copy_of_its_stream():
         assert sum(1 for users in env._engine._bank._envs if users) == 2
 
 
-class ToyAudioVoice(Voice):
+def toy_audio_voice() -> LevelVoice:
     """Speaks on word tokens and 'decodes' audio codebook 0 into a constant frame: a voice that
     makes audio, to check the agent audio history and the default one-env step."""
-
-    makes_audio = True
-
-    def reset(self, num_envs: int) -> None:
-        pass
-
-    def reset_envs(self, mask: np.ndarray) -> None:
-        pass
-
-    def step(self, actions: np.ndarray) -> VoiceFrame:
-        audio = np.repeat(actions[:, 1:2] / 2048, FRAME_SIZE, axis=1).astype(np.float32)
-        return VoiceFrame(actions[:, 0] != PAD_ID, audio)
+    return LevelVoice(lambda actions: actions[:, 1:2] / 2048)
 
 
 def play_single_and_vector(voice: str | Voice) -> None:
@@ -170,7 +159,7 @@ def test_the_single_env_step_gives_what_the_vector_step_gives():
 
 
 def test_a_voice_that_makes_audio_keeps_its_frames_in_both_envs():
-    play_single_and_vector(ToyAudioVoice())
+    play_single_and_vector(toy_audio_voice())
 
 
 def test_stream_audio_is_the_same_on_every_call_and_written_over_any_content():

@@ -6,12 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import WORD, noise_scenario
+from conftest import WORD, LevelVoice, noise_scenario
 
 import fdenv  # noqa: F401
 from fdenv.constants import FRAME_SIZE, PAD_ID, SAMPLE_RATE
 from fdenv.engine import make_stream
-from fdenv.voice import Voice, VoiceFrame
 from fdenv.wrappers import RecordEpisode
 
 WORD_FRAMES = (50, 70)
@@ -82,25 +81,13 @@ def test_every_nth_episode_is_recorded(tmp_path, scenario):
     ]
 
 
-class ConstantVoice(Voice):
+def constant_voice() -> LevelVoice:
     """A voice with audio: 0.25 in every frame that holds a word, silence elsewhere."""
-
-    makes_audio = True
-
-    def reset(self, num_envs: int) -> None:
-        pass
-
-    def reset_envs(self, mask: np.ndarray) -> None:
-        pass
-
-    def step(self, actions: np.ndarray) -> VoiceFrame:
-        speaking = actions[:, 0] != PAD_ID
-        audio = np.where(speaking[:, None], 0.25, 0.0).astype(np.float32)
-        return VoiceFrame(speaking, np.repeat(audio, FRAME_SIZE, axis=1))
+    return LevelVoice(lambda actions: np.where(actions[:, :1] != PAD_ID, 0.25, 0.0))
 
 
 def test_right_channel_is_the_voice_audio_when_there_is_some(tmp_path, scenario):
-    env = gym.make("FullDuplex-TurnTaking-v0", scenarios=[scenario], voice=ConstantVoice())
+    env = gym.make("FullDuplex-TurnTaking-v0", scenarios=[scenario], voice=constant_voice())
     env = RecordEpisode(env, tmp_path)
     play(env)
     audio, _ = sf.read(tmp_path / "episode-0000.wav", dtype="float32", always_2d=True)
