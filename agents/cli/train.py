@@ -147,19 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.distributed.init_process_group("nccl" if args.device == "cuda" else "gloo")
         if args.device == "cuda":
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    config = load_config(args)  # a bad setting stops here, before --out is made
     # one run at a time writes --out: rank 0 holds its lock (the other ranks are the same run)
     lock = folder_lock(args.out) if int(os.environ.get("RANK", "0")) == 0 else nullcontext()
     try:
         with lock, eager_on_cpu(args.device):
-            return train(args)
+            return train(args, config)
     except FolderLocked as err:
         raise SystemExit(f"fdenv-train: {err}") from None
 
 
-def train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace, config: GRPOConfig) -> int:
     """Builds the model, trains it (resuming where ``--out`` has a checkpoint) and writes the
     run's results."""
-    config = load_config(args)
     models = build_models(args, config.seed)
     trainer = GRPOTrainer(config, models, args.out)
     try:
