@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from fdenv.axes import PAPER_AXES, Axis
 from fdenv.config import EnvConfig
 from fdenv.env import make_sampler
 from fdenv.episode import Episode
+from fdenv.manifest import Manifest
 from fdenv.play import play
 from fdenv.registration import expand_axes
 from fdenv.sampler import ScenariosArg
@@ -159,6 +161,12 @@ def paired_change(
     return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
+def opened(scenarios: ScenariosArg) -> ScenariosArg:
+    """A manifest path as its opened :class:`~fdenv.manifest.Manifest` (other sources as they
+    are): opening checks every line and file, which the ids and every env would repeat."""
+    return Manifest(scenarios) if isinstance(scenarios, str | Path) else scenarios
+
+
 def held_out_ids(axis: Axis, episodes: int, config: EnvConfig) -> list[str]:
     """The scenarios an evaluation of ``axis`` plays: the first ``episodes`` of the held-out
     synthetic set, or of ``config.scenarios`` (all of them when there are fewer)."""
@@ -192,6 +200,7 @@ def evaluate(
             **({} if scenarios is None else {"scenarios": scenarios}),
         ),
     )
+    config = config.replace(scenarios=opened(config.scenarios))
     results = {}
     for spec in expand_axes(list(axes)):
         ids = held_out_ids(spec, episodes, config)
@@ -225,6 +234,7 @@ def compare(
     seeded with ``seed`` before each (agent, axis), so no result depends on what ran before it."""
     from tqdm import tqdm
 
+    scenarios = opened(scenarios)  # every (agent, axis) plays the same set, opened once
     results: dict[str, dict[str, AxisResult]] = {name: {} for name in agents}
     jobs = [(name, axis) for name in agents for axis in axes]
     for name, axis in tqdm(jobs, desc="evaluating", unit="axis", disable=not progress):
