@@ -110,8 +110,35 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
 
 @pytest.mark.slow
 def test_grpo_learns_to_be_quieter(tmp_path):
-    """The whole loop learns: the graded 'quiet' reward rises over a few iterations."""
-    trainer = GRPOTrainer(config(iterations=8, groups=4), hesitant_models(5), tmp_path)
+    """The whole loop learns: the graded 'quiet' reward rises over a few iterations.
+
+    Groups of 8: with groups of 4 a run can fall into talking all the time early on, where
+    every group is flat and only the KL term pulls it back."""
+    trainer = GRPOTrainer(
+        config(iterations=6, groups=4, group_size=8), hesitant_models(5), tmp_path
+    )
     history = trainer.run(progress=False)
     rewards = [r["reward"] for r in history if "reward" in r]
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
+
+
+def test_zero_advantage_rollouts_still_update_towards_the_reference(tmp_path):
+    # With beta > 0 and no reward signal at all, the update is the KL term's alone: a policy
+    # moved away from its reference is pulled back (weight decay off, so nothing else moves it).
+    trainer = GRPOTrainer(
+        config(beta=0.5, weight_decay=0.0, rollouts_per_update=4), hesitant_models(5), tmp_path
+    )
+    with torch.no_grad():
+        trainer.models.lm.text_linear.bias[PAD_ID] -= 2.0  # the reference keeps +4
+    result = rollout(trainer.policy, trainer.env, seed=0)
+    batch = trainer._batch(result, np.zeros(8))
+    before = trainer.models.lm.text_linear.bias[PAD_ID].item()
+    losses = trainer.update(batch)
+    assert len(losses) == 2  # every rollout, 4 per update
+    assert losses[0]["kl"] > 0
+    assert trainer.models.lm.text_linear.bias[PAD_ID].item() > before  # back towards +4
+
+
+def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
+    trainer = GRPOTrainer(config(rollouts_per_update=3), hesitant_models(5), tmp_path)
+    assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2

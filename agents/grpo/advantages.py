@@ -61,9 +61,15 @@ def group_advantages(
 
 
 def decoupled_advantages(
-    terms: dict[str, np.ndarray], group_size: int, weights: dict[str, float] | None = None
+    terms: dict[str, np.ndarray],
+    group_size: int,
+    weights: dict[str, float] | None = None,
+    batch_norm: bool = True,
 ) -> Advantages:
-    """Each reward term z-scored within its group, then summed with ``weights`` (default 1).
+    """Each reward term z-scored within its group, then summed with ``weights`` (default 1),
+    and with ``batch_norm`` the sum z-scored once more over the whole batch (GDPO, arXiv
+    2601.05242: it keeps the advantage's scale the same however many terms are summed). The
+    batch step uses the unbiased std, as the group step does.
 
     A missing value (NaN: a judge request that failed, a term the rollout's axis does not have)
     takes no part in its group's mean and std, and that rollout gets 0 for the term: neither
@@ -100,5 +106,9 @@ def decoupled_advantages(
         z = weights.get(name, 1.0) * z
         total = z if total is None else total + z
     assert total is not None
-    flat = int(np.sum(np.all(np.abs(total) < 1e-12, axis=1)))
-    return Advantages(total.reshape(-1), flat, total.shape[0])
+    flat_rows = np.all(np.abs(total) < 1e-12, axis=1)
+    if batch_norm and total.size > 1:
+        spread = np.std(total, ddof=1)
+        total = (total - total.mean()) / (spread + EPS)
+        total[flat_rows] = 0.0  # a group with nothing measured stays without signal
+    return Advantages(total.reshape(-1), int(flat_rows.sum()), total.shape[0])

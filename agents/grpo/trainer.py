@@ -119,8 +119,9 @@ class GRPOConfig:
     """Rollouts per scenario, G (TRL's ``num_generations``); paper: 16."""
     rollouts_per_update: int = 2
     """Minibatch size in rollouts; paper: 1 (16 updates per group). At most ``groups *
-    group_size``; the updates go over the rollouts with a non-zero advantage, so the last
-    minibatch of an iteration holds what remains (fewer when the count does not divide)."""
+    group_size``; the updates go over every rollout, those of flat groups (advantage 0)
+    included, so the last minibatch of an iteration holds what remains when the count does not
+    divide."""
     lr: float = 5e-4
     """Peak learning rate; paper: 2e-7 for full fine-tuning of the 7B."""
     warmup_iterations: int = 2
@@ -149,6 +150,10 @@ class GRPOConfig:
     """GDPO: when rollouts carry several reward terms (a judge's ``llm`` beside the timing),
     each is z-scored within its group, then summed with these weights (``None``: equal, as the
     paper)."""
+    gdpo_batch_norm: bool = True
+    """GDPO's last step: the summed advantage z-scored once more over the whole batch (the GDPO
+    paper does; ``False`` keeps the plain sum, the Moshi paper's description). Only used when
+    several terms are combined."""
     lora_rank: int = 0
     """0 = full fine-tuning with a frozen reference copy; > 0 = LoRA, reference = adapters off."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -215,7 +220,12 @@ class GRPOConfig:
                     f"GRPOConfig.{name} must be one of {get_args(choices)}, "
                     f"got {getattr(self, name)!r}"
                 )
-        for name, kind in (("env", EnvConfig), ("sampling", SamplingConfig), ("fsdp", bool)):
+        for name, kind in (
+            ("env", EnvConfig),
+            ("sampling", SamplingConfig),
+            ("fsdp", bool),
+            ("gdpo_batch_norm", bool),
+        ):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"GRPOConfig.{name} must be a {kind.__name__}")
         if self.judge is not None and not isinstance(self.judge, JudgeConfig):
@@ -401,7 +411,12 @@ class GRPOTrainer:
             len({k for k, v in terms.items() if not np.all(np.isnan(v))}) > 1
             and self.config.reward_weights
         ):
-            adv = decoupled_advantages(terms, self.config.group_size, self.config.reward_weights)
+            adv = decoupled_advantages(
+                terms,
+                self.config.group_size,
+                self.config.reward_weights,
+                batch_norm=self.config.gdpo_batch_norm,
+            )
         else:
             adv = group_advantages(
                 result.rewards, self.config.group_size, self.config.scale_rewards
@@ -450,18 +465,20 @@ class GRPOTrainer:
         return record
 
     def update(self, batch: TensorDict) -> list[dict[str, float]]:
-        """Minibatch updates over the rollouts that carry signal (non-zero advantage).
+        """Minibatch updates over all the rollouts, in a seeded random order.
 
-        Under torch.distributed every rank makes the same number of updates, over all its
-        rollouts (a flat group's zero advantage gives no gradient anyway), and averages the
+        A rollout of a flat group (advantage 0) still takes its update, as TRL and the paper's
+        16 updates per group do: with ``beta > 0`` it carries the KL gradient, and every update
+        is an AdamW step (momentum and weight decay move the weights even at zero gradient). So
+        the number of updates per iteration is fixed, and one process and torchrun train alike:
+        under torch.distributed every rank makes the same number of updates and averages the
         gradients of all ranks before each step, so the ranks' weights stay identical.
         """
         config = self.config
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         advantage = batch["advantage"].numpy()
-        rollouts = np.arange(len(advantage)) if self.world > 1 else np.flatnonzero(advantage)
         order = np.random.default_rng([config.seed, self.iteration, self.rank]).permutation(
-            rollouts
+            len(advantage)
         )
         losses = []
         for first in range(0, len(order), config.rollouts_per_update):
