@@ -45,7 +45,9 @@ class EvalConfig:
     """Held-out scenarios per axis, one episode each."""
     seed: int = 0
     """Episode and sampling seed: an evaluation is deterministic for it."""
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(scenario_seed=HELD_OUT_SEED))
+    env: EnvConfig = field(
+        default_factory=lambda: EnvConfig(scenario_seed=HELD_OUT_SEED, voice="auto")
+    )
     """The env the agents play: the held-out synthetic set of ``scenario_seed`` or the manifest
     ``scenarios``, acoustics, lead-in, voice. Its scenario count is ``episodes`` and its
     vocabulary sizes are each agent's."""
@@ -188,13 +190,14 @@ def evaluate(
     each), from the synthetic set of ``scenario_seed`` or from ``scenarios`` (a manifest, a
     list of scenarios, ...). ``axes`` are names or axis objects (an object scores with its own
     settings); ``env`` sets the rest of the env (voice, acoustics, lead-in; its vocabulary sizes
-    are the policy's). Moshi samples from torch's global generator: seed it for a repeatable
-    evaluation (:func:`compare` does)."""
+    are the policy's; by default the voice is ``auto``: a model is heard through its decoded
+    audio, a scripted agent through its text). Moshi samples from torch's global generator: seed
+    it for a repeatable evaluation (:func:`compare` does)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     config = env_for(
         policy,
-        (env or EnvConfig()).replace(
+        (env or EnvConfig(voice="auto")).replace(
             scenario_seed=scenario_seed,
             num_scenarios=episodes,
             **({} if scenarios is None else {"scenarios": scenarios}),

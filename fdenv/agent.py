@@ -41,17 +41,17 @@ class Agent(Protocol):
 
 def env_for(agent: object, config: EnvConfig) -> EnvConfig:
     """``config`` fitted to ``agent``: its model's vocabulary sizes where it has them (a Moshi
-    policy; a scripted agent fits any), and for ``voice="mimi"`` the agent's own
-    :class:`~fdenv.voice.MimiVoice` (``agent.mimi_voice()``; a ``ValueError`` for an agent
-    without audio tokens to decode)."""
+    policy; a scripted agent fits any), and for ``voice="audio"`` a fresh voice that decodes the
+    agent's audio tokens (``agent.audio_voice()``; a ``ValueError`` for an agent without one).
+    ``voice="auto"`` is ``audio`` for an agent with ``audio_voice`` and ``text`` otherwise."""
     sizes = {name: getattr(agent, name, None) for name in ("text_card", "audio_card")}
     changes: dict[str, object] = {k: int(v) for k, v in sizes.items() if v is not None}
-    if config.voice == "mimi":
-        make = getattr(agent, "mimi_voice", None)
-        if make is None:
-            raise ValueError(
-                f"voice 'mimi' decodes the agent's audio tokens with its Mimi, and "
-                f"{type(agent).__name__} has none (no mimi_voice()); use voice 'text'"
-            )
-        changes["voice"] = make()
+    make = getattr(agent, "audio_voice", None)
+    if config.voice == "audio" and make is None:
+        raise ValueError(
+            f"voice 'audio' decodes the agent's audio tokens with the agent's decoder, and "
+            f"{type(agent).__name__} has none (no audio_voice()); use voice 'text' or 'auto'"
+        )
+    if config.voice in ("audio", "auto"):
+        changes["voice"] = "text" if make is None else make()
     return config.replace(**changes)

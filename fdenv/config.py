@@ -23,11 +23,12 @@ from fdenv.sampler import ScenariosArg
 from fdenv.scenario import Scenario
 from fdenv.voice import TextVoice, Voice
 
-VOICES = ("text", "mimi")
-"""Voices by name: ``text`` (:class:`fdenv.voice.TextVoice`, the env builds it) and ``mimi``
-(:class:`fdenv.voice.MimiVoice` over the agent's own Mimi: built from the agent by
-:func:`fdenv.agent.env_for`, as the GRPO trainer and the evaluator do). Other voices are passed
-as objects."""
+VOICES = ("text", "audio", "auto")
+"""Voices by name: ``text`` (:class:`fdenv.voice.TextVoice`, the env builds it); ``audio`` (the
+agent's audio tokens decoded by the agent's own decoder, then Silero VAD: built from the agent
+by :func:`fdenv.agent.env_for`, as the GRPO trainer and the evaluator do); ``auto`` (``audio``
+for an agent that has a decoder, ``text`` for one that has none, such as a scripted baseline).
+Other voices are passed as objects."""
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class EnvConfig:
     """Relative weights of the axes when several are mixed (missing axes weigh 1)."""
     voice: str | Voice = "text"
     """How the agent's actions become speech: ``"text"`` (a word token held 0.4 s,
-    :class:`fdenv.voice.TextVoice`), ``"mimi"`` (the agent's audio tokens decoded by its Mimi,
-    then Silero VAD: the paper's way; the trainer and the evaluator build it from the model) or a
+    :class:`fdenv.voice.TextVoice`), ``"audio"`` (the agent's audio tokens decoded by its own
+    decoder, then Silero VAD: the paper's way; built from the model by the trainer and the
+    evaluator), ``"auto"`` (``audio`` for a model, ``text`` for a scripted agent) or a
     :class:`fdenv.voice.Voice` object."""
 
     def __post_init__(self) -> None:
@@ -82,15 +84,18 @@ class EnvConfig:
                 f"EnvConfig.voice must be one of {VOICES} or a Voice object, got {self.voice!r}"
             )
         if not isinstance(self.voice, str | Voice):
-            raise ValueError(f"EnvConfig.voice must be 'text' or a Voice, got {self.voice!r}")
+            raise ValueError(
+                f"EnvConfig.voice must be one of {VOICES} or a Voice, got {self.voice!r}"
+            )
 
     def make_voice(self) -> Voice:
         """The voice object the env steps (a fresh :class:`TextVoice` for ``"text"``)."""
-        if self.voice == "mimi":
+        if self.voice in ("audio", "auto"):
             raise ValueError(
-                "EnvConfig.voice 'mimi' decodes the agent's audio with the agent's own Mimi, which "
-                "the env does not have: use fdenv.agent.env_for(agent, config) (the trainer and "
-                "the evaluator do), or pass voice=MimiVoice(mimi)"
+                f"EnvConfig.voice {self.voice!r} decodes the agent's audio with the agent's own "
+                "decoder, which the env does not have: use fdenv.agent.env_for(agent, config) "
+                "(the trainer and the evaluator do), or pass a Voice object such as "
+                "MimiVoice(mimi)"
             )
         return TextVoice() if isinstance(self.voice, str) else self.voice
 

@@ -104,7 +104,89 @@ class TextVoice(Voice):
         return since < self.hold_frames, None
 
 
-class MimiVoice(Voice):
+class DecodingVoice(Voice):
+    """A voice that decodes the agent's audio tokens to audio and hears its speech with a VAD,
+    as the paper measures the generated audio.
+
+    The rewards' speech intervals come from Silero VAD over the episode's audio (its defaults
+    are those of Full-Duplex-Bench's backchannel script). The per-frame ``speaking`` is
+    provisional: a frame whose RMS exceeds ``threshold_db`` dBFS, cheap enough for every step
+    but unable to tell speech from noise; it only feeds the per-step infos.
+    """
+
+    makes_audio = True
+
+    def __init__(self, *, threshold_db: float = -40.0, vad: SileroVAD | None = None) -> None:
+        self.energy = EnergyVAD(threshold_db)
+        self.vad = vad or SileroVAD()
+
+    @abstractmethod
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Audio frames ``[N, 1920]`` of one frame of codes ``[N, 8]`` for every env."""
+
+    def step(self, actions: np.ndarray) -> VoiceFrame:
+        audio = self.decode(actions[:, 1 : 1 + NUM_CODEBOOKS])
+        return VoiceFrame(self.energy.frame_activity(audio), audio)
+
+    def speech_intervals(
+        self, speaking: np.ndarray, audio: np.ndarray | None = None
+    ) -> list[Interval]:
+        if audio is None:  # no frame played yet
+            return super().speech_intervals(speaking)
+        return self.vad.speech_intervals(audio, SAMPLE_RATE)
+
+
+class CodebookVoice(DecodingVoice):
+    """A codec decoder that is a table: each code of one codebook (Mimi's first, semantic one)
+    stands for an 80 ms frame of audio it was fitted on.
+
+    For a model whose own decoder cannot speak, such as a tiny Moshi whose Mimi has random
+    decoder weights (it decodes every code to the same tone): fitted on real speech encoded by
+    the model's own Mimi (``agents.moshi.codebook_voice``), the table turns the codes the model
+    learned to emit while it talks into speech a VAD hears as speech, and its silence codes into
+    silence. Stateless, so a step is one array lookup. The audio is frames of real speech laid
+    side by side, not intelligible speech: what it measures is when the agent speaks.
+    """
+
+    def __init__(
+        self,
+        table: np.ndarray,
+        *,
+        codebook: int = 0,
+        threshold_db: float = -40.0,
+        vad: SileroVAD | None = None,
+    ) -> None:
+        table = np.asarray(table)
+        if table.ndim != 2 or table.shape[1] != FRAME_SIZE or len(table) < 1:
+            raise ValueError(
+                f"a CodebookVoice table holds one {FRAME_SIZE}-sample frame per code, "
+                f"shape [codes, {FRAME_SIZE}]; got {table.shape}"
+            )
+        if not np.isfinite(table).all():
+            raise ValueError("the CodebookVoice table holds NaN or infinite samples")
+        if not 0 <= codebook < NUM_CODEBOOKS:
+            raise ValueError(f"codebook must be in [0, {NUM_CODEBOOKS - 1}], got {codebook}")
+        super().__init__(threshold_db=threshold_db, vad=vad)
+        self.table = np.clip(table, -1.0, 1.0).astype(np.float32)
+        self.codebook = codebook
+
+    def reset(self, num_envs: int) -> None:
+        """Nothing to keep: a frame's audio depends on its own code alone."""
+
+    def reset_envs(self, mask: np.ndarray) -> None:
+        """Nothing to forget."""
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        column = codes[:, self.codebook]
+        if column.min() < 0 or column.max() >= len(self.table):
+            raise ValueError(
+                f"audio token {column.max() if column.max() >= 0 else column.min()} is outside "
+                f"the voice's table of {len(self.table)} codes"
+            )
+        return self.table[column]
+
+
+class MimiVoice(DecodingVoice):
     """The agent's audio tokens decoded by a streaming Mimi: the paper's way of hearing the agent.
 
     Every step decodes one frame for all envs in one batched call. Mimi's decoder is causal with
@@ -112,15 +194,9 @@ class MimiVoice(Voice):
     a non-streaming decode of the whole token sequence, so decoded frame ``k`` is episode frame
     ``k`` with no delay to undo.
 
-    The rewards' speech intervals come from Silero VAD over the episode's audio. The per-frame
-    ``speaking`` is provisional: a frame whose RMS exceeds ``threshold_db`` dBFS, cheap enough for
-    every step but unable to tell speech from noise; it only feeds the per-step infos.
-
     The voice decodes with its own copy of ``mimi``: Mimi keeps its streaming state inside the
     module, so the Mimi a policy encodes the user with cannot stream for the env too.
     """
-
-    makes_audio = True
 
     def __init__(
         self, mimi: MimiModel, *, threshold_db: float = -40.0, vad: SileroVAD | None = None
@@ -137,10 +213,9 @@ class MimiVoice(Voice):
             )
         if mimi.total_codebooks < NUM_CODEBOOKS:
             raise ValueError(f"Mimi has {mimi.total_codebooks} codebooks, needs {NUM_CODEBOOKS}")
+        super().__init__(threshold_db=threshold_db, vad=vad)
         self.mimi = copy.deepcopy(mimi).eval()
         self.audio_card = int(mimi.cardinality)
-        self.energy = EnergyVAD(threshold_db)
-        self.vad = vad or SileroVAD()
         self._stream: ExitStack | None = None
 
     def reset(self, num_envs: int) -> None:
@@ -153,10 +228,9 @@ class MimiVoice(Voice):
 
         self.mimi.reset_streaming(torch.as_tensor(mask, dtype=torch.bool))
 
-    def step(self, actions: np.ndarray) -> VoiceFrame:
+    def decode(self, codes: np.ndarray) -> np.ndarray:
         import torch
 
-        codes = actions[:, 1 : 1 + NUM_CODEBOOKS]
         if codes.max() >= self.audio_card:
             # F.embedding would raise an IndexError on CPU and a device assert on CUDA
             raise ValueError(
@@ -166,12 +240,4 @@ class MimiVoice(Voice):
         device = next(self.mimi.parameters()).device
         with torch.no_grad():
             audio = self.mimi.decode(torch.as_tensor(codes, device=device)[:, :, None])
-        audio = audio[:, 0].float().cpu().numpy()
-        return VoiceFrame(self.energy.frame_activity(audio), audio)
-
-    def speech_intervals(
-        self, speaking: np.ndarray, audio: np.ndarray | None = None
-    ) -> list[Interval]:
-        if audio is None:  # no frame played yet
-            return super().speech_intervals(speaking)
-        return self.vad.speech_intervals(audio, SAMPLE_RATE)
+        return audio[:, 0].float().cpu().numpy()

@@ -48,7 +48,8 @@ def test_the_vector_env_wants_one_action_per_env():
         ("text_card", 3, "text_card must be >= 4"),
         ("audio_card", True, "audio_card must be an integer"),
         ("num_scenarios", 0, "num_scenarios must be >= 1"),
-        ("voice", "mimi", r"use fdenv\.agent\.env_for"),
+        ("voice", "audio", r"use fdenv\.agent\.env_for"),
+        ("voice", "auto", r"use fdenv\.agent\.env_for"),
         ("voice", "tts", "voice must be one of"),
     ],
 )

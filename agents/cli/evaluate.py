@@ -250,7 +250,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, config: EvalC
         export_folder(
             agent,
             args.fdbench,
-            voice=None if models is None else agent.mimi_voice(),
+            voice=None if models is None else agent.audio_voice(),
             decode=None if models is None else models.tokenizer.decode,
             lead_in_s=config.env.lead_in_s,
             output_rate=None if args.output_rate == "input" else int(args.output_rate),

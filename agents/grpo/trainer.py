@@ -106,9 +106,12 @@ class GRPOConfig:
     axes: tuple[str | Axis, ...] = tuple(a.name for a in PAPER_AXES)
     """Axes to train on, names or axis objects (an object scores with its own settings); each
     group draws one, uniformly unless ``env.axis_weights`` says otherwise."""
-    env: EnvConfig = field(default_factory=lambda: EnvConfig(num_scenarios=256, scenario_seed=1))
+    env: EnvConfig = field(
+        default_factory=lambda: EnvConfig(num_scenarios=256, scenario_seed=1, voice="audio")
+    )
     """The training env: scenarios (``None``: 256 synthetic per axis from seed 1; the warm start
-    uses seed 0 and held-out evaluation 1000), axis weights, acoustics, lead-in, voice. Its
+    uses seed 0 and held-out evaluation 1000), axis weights, acoustics, lead-in, voice (by
+    default the paper's audio path: the model's audio tokens decoded, then Silero VAD). Its
     vocabulary sizes are the model's. Evaluation plays the held-out synthetic set in the same
     env settings, without the training scenarios and axis weights."""
     iterations: int = 40
@@ -232,7 +235,7 @@ class GRPOConfig:
             raise ValueError("GRPOConfig.judge must be None or a JudgeConfig")
         if not isinstance(self.env.voice, str):
             raise ValueError(
-                "GRPOConfig.env.voice must be a name ('text' or 'mimi'): the trainer builds one "
+                "GRPOConfig.env.voice must be a name ('audio' or 'text'): the trainer builds one "
                 "voice for its rollouts and one per evaluation, and a Voice object serves one "
                 "env at a time"
             )

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from moshi.models.lm import LMGen
 
+from agents.moshi.codebook_voice import audio_voice
 from agents.moshi.models import MoshiModels
 from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS, PAD_ID
-from fdenv.voice import MimiVoice
+from fdenv.voice import DecodingVoice
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,12 @@ class MoshiPolicy(torch.nn.Module):
     def audio_card(self) -> int:
         return self.models.audio_card
 
-    def mimi_voice(self) -> MimiVoice:
-        """The paper's way to hear this policy: its audio tokens decoded by (a copy of) its Mimi,
-        then Silero VAD; a new voice per env (``fdenv.agent.env_for`` calls it for
-        ``voice="mimi"``)."""
-        return MimiVoice(self.models.mimi)
+    def audio_voice(self) -> DecodingVoice:
+        """The paper's way to hear this policy: its audio tokens decoded by its model's decoder
+        (a copy of its Mimi; a table fitted to the tiny Mimi, whose decoder is random), then
+        Silero VAD; a new voice per env (``fdenv.agent.env_for`` calls it for
+        ``voice="audio"``)."""
+        return audio_voice(self.models)
 
     def check_env(self, env) -> None:
         """Raises ``ValueError`` if the env's action sizes differ from the model's vocabularies."""

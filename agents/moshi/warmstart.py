@@ -30,6 +30,7 @@ from agents.moshi.logprobs import delayed_codes
 from agents.moshi.models import TINY_LM_CONFIG, MoshiModels, one_thread, tiny_models
 from agents.moshi.tokenizer import cache_dir
 from agents.moshi.warmstart_data import (
+    AGENT_STYLE,
     Dialogue,
     WarmstartPartner,
     encode_dialogues,
@@ -71,8 +72,8 @@ class WarmstartConfig:
     """Seconds from the end of the user's turn (or interruption) to the agent's first word."""
     stop_after_frames: tuple[int, int] = (1, 3)
     """Frames after an interruption starts in which the agent says its last token."""
-    voice: str = "en-us+m3"
-    rate_wpm: int = 120
+    voice: str = AGENT_STYLE.voice
+    rate_wpm: int = AGENT_STYLE.rate_wpm
     """espeak's rate; its word timings pace the agent's text at about 2.9 words per second."""
     lead_in_s: float = DEFAULT_LEAD_IN_S
 
@@ -95,7 +96,7 @@ def build_dataset(models: MoshiModels, config: WarmstartConfig, chunk: int = 64)
 
     Dialogues are encoded ``chunk`` at a time, so that their audio never piles up in memory.
     """
-    style = SpeakerStyle(config.voice, config.rate_wpm, pitch=50)
+    style = SpeakerStyle(config.voice, config.rate_wpm, pitch=AGENT_STYLE.pitch)
     axes = [axis() for axis in PAPER_AXES]  # default settings, whatever is registered
     jobs = [(k, a, i) for k, a in enumerate(axes) for i in range(config.scenarios_per_axis)]
     sequences: list[torch.Tensor] = []

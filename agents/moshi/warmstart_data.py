@@ -30,6 +30,10 @@ from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 # ---------------------------------------------------------------------------------------------
 # What the agent says
 
+AGENT_STYLE = SpeakerStyle("en-us+m3", 120, pitch=50)
+"""The voice the warm start speaks the agent's lines in (a rate of 120 words per minute paces
+its text at about 2.9 words per second); its codes are the ones the tiny LM learns to emit."""
+
 
 class WarmstartPartner:
     """The warm start's :class:`~fdenv.axes.ReferencePartner`: statements and one-word
