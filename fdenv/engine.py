@@ -11,6 +11,7 @@ at a whole episode (intervals, rewards) runs once, at the episode's end.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -210,6 +211,8 @@ class DuplexEngine:
         self._text = np.zeros((num_envs, 1), dtype=np.int64)
         self._audio: np.ndarray | None = None  # [num_envs, columns, ...] once the voice makes audio
         self._envs = np.arange(num_envs)
+        self._finished: dict[int, Episode] = {}
+        """Episodes built since they ended, until their env starts another."""
         voice.reset(num_envs)
 
     @property
@@ -224,6 +227,7 @@ class DuplexEngine:
         slot_rows = self._bank.slot_rows
         self._slot[env] = slot = self._bank.acquire(stream)
         self.streams[env] = stream
+        self._finished.pop(env, None)
         self._lead[env] = stream.lead_in_s
         self.frame[env] = 0
         self.num_frames[env] = stream.num_frames
@@ -296,25 +300,39 @@ class DuplexEngine:
 
     def episode(self, env: int) -> Episode:
         """The episode in ``env`` so far (complete once it is done)."""
-        stream = self.streams[env]
-        if stream is None:
-            raise RuntimeError("no episode has started; call reset() first")
-        played = int(self.frame[env])
-        speaking = self._speaking[env, :played].copy()
-        audio = None
-        if self._audio is not None and played > 0:
-            audio = self._audio[env, :played].reshape(-1).copy()
-        lead = stream.lead_in_s
-        # Interval.shift(-lead) gives the same floats, at a method call per interval
-        speech = [
-            Interval(a - lead, b - lead) for a, b in self.voice.speech_intervals(speaking, audio)
-        ]
-        return Episode(
-            scenario=stream.scenario,
-            lead_in_s=lead,
-            agent_speaking=speaking,
-            text_tokens=self._text[env, :played].copy(),
-            agent_speech=speech,
-            agent_audio=audio,
-            context_s=stream.context_s,
-        )
+        return self.episodes([env])[0]
+
+    def episodes(self, envs: Sequence[int]) -> list[Episode]:
+        """The episodes in ``envs`` so far. Their speech intervals are found in one call of the
+        voice (a voice that runs a VAD batches it), and a finished episode is built once: its
+        VAD never runs twice."""
+        played: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        for env in envs:
+            if self.streams[env] is None:
+                raise RuntimeError("no episode has started; call reset() first")
+            if env in self._finished or env in played:
+                continue
+            frames = int(self.frame[env])
+            audio = None
+            if self._audio is not None and frames > 0:
+                audio = self._audio[env, :frames].reshape(-1).copy()
+            played[env] = (self._speaking[env, :frames].copy(), audio)
+        speeches = self.voice.speech_intervals_batch(list(played.values()))
+        built = {}
+        for (env, (speaking, audio)), speech in zip(played.items(), speeches, strict=True):
+            stream = self.streams[env]
+            assert stream is not None
+            lead = stream.lead_in_s
+            built[env] = Episode(
+                scenario=stream.scenario,
+                lead_in_s=lead,
+                agent_speaking=speaking,
+                text_tokens=self._text[env, : len(speaking)].copy(),
+                # Interval.shift(-lead) gives the same floats, at a method call per interval
+                agent_speech=[Interval(a - lead, b - lead) for a, b in speech],
+                agent_audio=audio,
+                context_s=stream.context_s,
+            )
+            if self.frame[env] >= self.num_frames[env]:
+                self._finished[env] = built[env]
+        return [self._finished.get(env) or built[env] for env in envs]

@@ -178,11 +178,11 @@ class FullDuplexVectorEnv(VectorEnv):
             "user_speaking": result.user_speaking,
             "agent_speaking": result.agent_speaking,
         }
-        for env in result.done.nonzero()[0]:
-            episode = self._engine.episode(int(env))
+        ended = result.done.nonzero()[0].tolist()
+        for env, episode in zip(ended, self._engine.episodes(ended), strict=True):
             score, final = score_episode(self.sampler.spec(episode.axis), episode)
             rewards[env] = score.reward
-            infos = self._add_info(infos, final, int(env))
+            infos = self._add_info(infos, final, env)
         for env in restarting.nonzero()[0]:
             infos = self._start(int(env), infos, {})
             infos["t"][env] = -self._stream.lead_in_s  # the new episode's, not the old one's

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from fdenv.audio.vad import EnergyVAD, SileroVAD
+from fdenv.audio.io import resample
+from fdenv.audio.vad import SILERO_RATE, BatchedSileroVAD, EnergyVAD, SileroVAD
 from fdenv.constants import EPAD_ID, FRAME_S, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE
 from fdenv.timeline import Interval, mask_to_intervals
 
@@ -64,6 +66,13 @@ class Voice(ABC):
         audio over the episode when it makes any. The default trusts the per-frame activity.
         """
         return mask_to_intervals(speaking, FRAME_S)
+
+    def speech_intervals_batch(
+        self, episodes: Sequence[tuple[np.ndarray, np.ndarray | None]]
+    ) -> list[list[Interval]]:
+        """:meth:`speech_intervals` of several episodes ``(speaking, audio)`` at once (the
+        episodes that end on the same step); a voice that runs a model batches them."""
+        return [self.speech_intervals(speaking, audio) for speaking, audio in episodes]
 
 
 class TextVoice(Voice):
@@ -134,6 +143,29 @@ class DecodingVoice(Voice):
         if audio is None:  # no frame played yet
             return super().speech_intervals(speaking)
         return self.vad.speech_intervals(audio, SAMPLE_RATE)
+
+    def speech_intervals_batch(
+        self, episodes: Sequence[tuple[np.ndarray, np.ndarray | None]]
+    ) -> list[list[Interval]]:
+        """Silero over several episodes' audio in one batched pass, each episode whole (one
+        piece per stream, so each gets exactly what :meth:`speech_intervals` gives it): a
+        GRPO group's rollouts end on the same step, and one model call on 8 streams costs
+        little more than on one."""
+        if len(episodes) < 2 or any(audio is None for _, audio in episodes):
+            return super().speech_intervals_batch(episodes)
+        streams = [resample(audio, SAMPLE_RATE, SILERO_RATE) for _, audio in episodes]
+        longest = max(len(s) for s in streams) / SILERO_RATE
+        batched = BatchedSileroVAD(self.vad.config, min_piece_s=max(longest, 1.0))
+        # Times on Silero's sample grid, as SileroVAD reports them, to the last bit
+        return [
+            [Interval(_on_grid(i.start), _on_grid(i.end)) for i in intervals]
+            for intervals in batched.speech_intervals_batch(streams)
+        ]
+
+
+def _on_grid(seconds: float) -> float:
+    """``seconds`` as a whole number of Silero's 16 kHz samples over the rate."""
+    return round(seconds * SILERO_RATE) / SILERO_RATE
 
 
 class CodebookVoice(DecodingVoice):

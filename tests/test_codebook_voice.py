@@ -89,3 +89,17 @@ def test_the_fitted_table_turns_speech_codes_into_speech_and_silence_into_silenc
     assert overlap / total_duration(heard) > 0.8  # and little else
     silence = voice.decode(silence_codes(mimi).numpy()[None])
     assert np.sqrt(np.mean(silence**2)) < 1e-3
+
+
+def test_batched_silero_gives_each_episode_its_own_result():
+    # Episodes that end on the same step are heard in one batched Silero pass; each gets what
+    # Silero gives it alone, whatever the others hold (speech, silence, another length).
+    voice = codebook_voice(tiny_models(seed=0).mimi)
+    speech = make_scenario(TurnTaking(), 3, 1).audio
+    frames = len(speech) // FRAME_SIZE
+    speech = speech[: frames * FRAME_SIZE]
+    shorter = speech[: (frames // 2) * FRAME_SIZE]
+    episodes = [(np.zeros(frames, bool), a) for a in (speech, np.zeros_like(speech), shorter)]
+    batched = voice.speech_intervals_batch(episodes)
+    alone = [voice.speech_intervals(s, a) for s, a in episodes]
+    assert batched == alone and len(alone[0]) > 0 and alone[1] == []
