@@ -163,6 +163,53 @@ def paired_change(
     return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
+@dataclass(frozen=True)
+class MetricChange:
+    """A metric's change from one evaluation to another on the same scenarios, episode by
+    episode: the mean of the per-episode differences over the ``pairs`` episodes where both
+    have a value (latency exists only where both took over), its 95% bootstrap interval, and
+    the verdict in the metric's direction: ``better`` or ``worse`` when the interval excludes
+    0, else ``same`` (within noise)."""
+
+    mean: float
+    low: float
+    high: float
+    pairs: int
+    verdict: str
+
+    def __str__(self) -> str:
+        if not self.pairs:
+            return "n/a"
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] {self.verdict}"
+
+
+def paired_metric_changes(
+    before: dict[str, AxisResult], after: dict[str, AxisResult]
+) -> dict[tuple[str, str], MetricChange]:
+    """Every (axis, metric)'s :class:`MetricChange` from ``before`` to ``after`` (the same
+    held-out scenarios in the same order, as :func:`paired_change` needs)."""
+    changes = {}
+    for axis, start in before.items():
+        for metric, values in start.metrics.items():
+            first = np.array(values, dtype=np.float64)
+            then = np.array(after[axis].metrics[metric], dtype=np.float64)
+            diff = (then - first)[np.isfinite(first) & np.isfinite(then)]
+            if not diff.size:
+                changes[axis, metric] = MetricChange(math.nan, math.nan, math.nan, 0, "same")
+                continue
+            low, high = bootstrap_interval(diff)
+            sign = 1.0 if start.directions[metric] == "up" else -1.0
+            verdict = "same"
+            if min(sign * low, sign * high) > 0:
+                verdict = "better"
+            elif max(sign * low, sign * high) < 0:
+                verdict = "worse"
+            changes[axis, metric] = MetricChange(
+                float(diff.mean()), low, high, int(diff.size), verdict
+            )
+    return changes
+
+
 def opened(scenarios: ScenariosArg) -> ScenariosArg:
     """A manifest path as its opened :class:`~fdenv.manifest.Manifest` (other sources as they
     are): opening checks every line and file, which the ids and every env would repeat."""

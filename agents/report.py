@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import AxisResult, paired_change, summarize_metric
+from agents.evaluate import AxisResult, paired_change, paired_metric_changes, summarize_metric
 from fdenv.plotting import save_timeline
 from fdenv.registration import get_axis
 
@@ -223,6 +223,30 @@ def summary_table(before: dict[str, AxisResult], after: dict[str, AxisResult]) -
         f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
     )
     return "\n".join(lines)
+
+
+def metric_changes_markdown(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
+    """Markdown: each FD-Bench metric's paired change, before to after (95% intervals of the
+    per-episode differences, the verdict in the metric's direction), and a count of verdicts."""
+    changes = paired_metric_changes(before, after)
+    lines = [
+        "Full-Duplex-Bench v1 metrics, paired change after - before per held-out episode (95% "
+        "bootstrap interval; latency over the episodes where both took over; better / worse: "
+        "beyond noise in the metric's direction, same: within noise).",
+        "",
+        "| metric | paired change | episodes |",
+        "|---|---|---|",
+    ]
+    for (axis, metric), change in changes.items():
+        header = _header(axis, metric, before[axis].directions)
+        lines.append(f"| {header} | {change} | {change.pairs} |")
+    verdicts = [c.verdict for c in changes.values() if c.pairs]
+    lines += [
+        "",
+        f"Better beyond noise: {verdicts.count('better')} of {len(changes)}; worse beyond noise: "
+        f"{verdicts.count('worse')}.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def plot_rewards(history: list[dict[str, Any]], path: Path) -> None:

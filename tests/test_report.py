@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agents.baselines import SilentAgent
-from agents.evaluate import AxisResult, compare
-from agents.report import eval_json, metrics_markdown, results_from_json
+from agents.evaluate import AxisResult, compare, paired_metric_changes
+from agents.report import eval_json, metric_changes_markdown, metrics_markdown, results_from_json
 from fdenv.registration import register_axis, unregister_axis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -49,3 +49,50 @@ def test_logged_evaluations_keep_their_directions():
     assert results_from_json(logged)["Greeting"].directions == Greeting.metric_directions
     del logged["Greeting"]["directions"]  # a log written before directions were
     assert results_from_json(logged)["Greeting"].directions == {}
+
+
+def _result(tor, latency, rewards=(0.0, 0.0, 0.0, 0.0)):
+    return AxisResult(
+        "TurnTaking",
+        rewards,
+        {"tor": tor, "latency": latency},
+        directions={"tor": "up", "latency": "down"},
+    )
+
+
+def test_paired_metric_changes_pair_episode_by_episode():
+    nan = float("nan")
+    before = {"TurnTaking": _result((0.0, 0.0, 1.0, 1.0), (nan, nan, 0.5, 0.9))}
+    after = {"TurnTaking": _result((1.0, 1.0, 1.0, 1.0), (0.2, 0.3, 0.3, 0.6))}
+    changes = paired_metric_changes(before, after)
+    tor, latency = changes["TurnTaking", "tor"], changes["TurnTaking", "latency"]
+    # TOR: differences [1, 1, 0, 0], mean 0.5; every resample's mean is in [0, 1]
+    assert (tor.mean, tor.pairs) == (0.5, 4) and 0.0 <= tor.low <= tor.high <= 1.0
+    # latency: only episodes 2 and 3 took over both times: differences -0.2 and -0.3
+    assert latency.pairs == 2 and latency.mean == pytest.approx(-0.25)
+    assert (latency.low, latency.high) == pytest.approx((-0.3, -0.2))
+    assert latency.verdict == "better"  # down is better, the whole interval is below 0
+    assert str(latency) == "-0.250 [-0.300, -0.200] better"
+
+
+def test_paired_metric_verdicts_follow_the_direction_and_noise():
+    before = {"TurnTaking": _result((1.0,) * 4, (0.1, 0.1, 0.1, 0.1))}
+    worse = {"TurnTaking": _result((0.0,) * 4, (0.2, 0.3, 0.2, 0.3))}
+    noisy = {"TurnTaking": _result((1.0, 0.0, 1.0, 1.0), (0.0, 0.2, 0.05, 0.15))}
+    changes = paired_metric_changes(before, worse)
+    assert changes["TurnTaking", "tor"].verdict == "worse"
+    assert changes["TurnTaking", "latency"].verdict == "worse"
+    changes = paired_metric_changes(before, noisy)
+    assert changes["TurnTaking", "tor"].verdict == "same"
+    assert changes["TurnTaking", "latency"].verdict == "same"
+    table = metric_changes_markdown(before, worse)
+    assert "| TurnTaking tor ↑ | -1.000 [-1.000, -1.000] worse | 4 |" in table
+    assert "Better beyond noise: 0 of 2; worse beyond noise: 2." in table
+
+
+def test_a_metric_no_episode_pairs_is_shown_as_missing():
+    nan = float("nan")
+    before = {"TurnTaking": _result((0.0,) * 4, (nan,) * 4)}
+    after = {"TurnTaking": _result((1.0,) * 4, (0.2,) * 4)}
+    latency = paired_metric_changes(before, after)["TurnTaking", "latency"]
+    assert latency.pairs == 0 and str(latency) == "n/a"

@@ -33,6 +33,7 @@ from agents.moshi.models import MoshiModels, eager_on_cpu, load_checkpoint, tiny
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.warmstart import tiny_base_models
 from agents.report import (
+    metric_changes_markdown,
     metrics_markdown,
     plot_metrics,
     plot_rewards,
@@ -183,7 +184,13 @@ def train(args: argparse.Namespace, config: GRPOConfig) -> int:
     evals = [r["eval"] for r in trainer.history if "eval" in r]
     before, after = results_from_json(evals[0]), results_from_json(evals[-1])
     compared = {"before": before, "after": after}
-    table = summary_table(before, after) + "\n\n" + metrics_markdown(compared)
+    table = (
+        summary_table(before, after)
+        + "\n\n"
+        + metrics_markdown(compared)
+        + "\n"
+        + metric_changes_markdown(before, after)
+    )
     (args.out / "summary.md").write_text(table)
     plot_rewards(trainer.history, args.out / "reward_curve.png")
     plot_metrics(compared, args.out / "metrics.png")
