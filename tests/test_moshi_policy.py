@@ -1,5 +1,7 @@
 """MoshiPolicy on a tiny random model: streaming actions, recorded sequences, exact log-probs."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -163,3 +165,34 @@ def test_rollout_lengths_and_trainable_frames(models):
     assert result.trainable[0].nonzero()[0].item() == 36
     assert result.trainable.sum(1).tolist() == [26, 26]
     assert set(result.reward_terms) == {"turn"} and result.rewards.shape == (2,)
+
+
+def _user_codes(policy: MoshiPolicy) -> torch.Tensor:
+    """The user codes ``[B, 8]`` of the policy's last step."""
+    return policy._history[-1][:, 9:]
+
+
+def test_a_group_that_hears_the_same_audio_shares_its_encoding(models):
+    rng = np.random.default_rng(0)
+    a, b = (0.1 * rng.standard_normal((3, 1920))).astype(np.float32)[:2]
+    shared = MoshiPolicy(models, shared_inputs=2)
+    alone = MoshiPolicy(copy.deepcopy(models))  # a Mimi streams for one policy at a time
+    shared.start(4)
+    alone.start(2)
+    for _ in range(3):  # streaming: the groups' Mimi state carries over
+        shared.act(np.stack([a, a, b, b]))
+        alone.act(np.stack([a, b]))
+        codes = _user_codes(shared)
+        torch.testing.assert_close(codes[::2], _user_codes(alone), rtol=0, atol=0)
+        torch.testing.assert_close(codes[1::2], codes[::2], rtol=0, atol=0)
+    shared.reset(np.array([True, True, False, False]))  # a whole group restarts
+    with pytest.raises(ValueError, match="whole groups of 2"):
+        shared.reset(np.array([True, False, False, False]))
+    with pytest.raises(ValueError, match="heard different user audio"):
+        shared.act(np.stack([a, b, b, b]))
+    with pytest.raises(ValueError, match="does not split into groups of 2"):
+        shared.start(3)
+    shared.stop()
+    alone.stop()
+    with pytest.raises(ValueError, match="shared_inputs must be >= 1"):
+        MoshiPolicy(models, shared_inputs=0)

@@ -338,6 +338,9 @@ class GRPOTrainer:
             add_lora(lm, rank=config.lora_rank)
         self.reference = ReferenceModel(lm) if config.beta > 0 else None
         self.policy = MoshiPolicy(models, config.sampling)
+        self.rollout_policy = MoshiPolicy(models, config.sampling, shared_inputs=config.group_size)
+        """The same model for group rollouts: a group replays one scenario, so its rollouts hear
+        the same user audio and Mimi encodes it once per group."""
         self.scorer = MoshiScorer(lm, config.sampling, with_audio=any(config.stream_weights[1:]))
         self.loss = make_loss(self.scorer, config)
         distributed = dist.is_available() and dist.is_initialized()
@@ -434,7 +437,7 @@ class GRPOTrainer:
         seed = config.seed * 1_000_003 + self.iteration * self.world + self.rank
         options = {"context_s": self.context_lengths(self.iteration)}
         with unsharded(self.scorer):
-            result = rollout(self.policy, self.env, seed=seed, options=options)
+            result = rollout(self.rollout_policy, self.env, seed=seed, options=options)
         rolled = time.perf_counter()
         judged: dict[str, Any] = {}
         if self.judge is not None:

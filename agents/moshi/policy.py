@@ -56,10 +56,24 @@ class MoshiPolicy(torch.nn.Module):
     Call :meth:`start` with the batch size once (or let the first :meth:`act` do it), then
     :meth:`act` once per env step and :meth:`reset` with a mask when envs start new episodes.
     :meth:`sequences` returns what was played since each env's last reset.
+
+    ``shared_inputs`` (G > 1) says that consecutive envs come in groups of G that hear the same
+    user audio, as the rollouts of a GRPO group on a replayed scenario do: Mimi then encodes
+    one row per group and the group shares its codes, G times less encoding. Each step checks
+    that a group's rows are equal, and a ``ValueError`` says so if they are not (a user who
+    reacts to each rollout differently cannot share).
     """
 
-    def __init__(self, models: MoshiModels, sampling: SamplingConfig = SamplingConfig()):
+    def __init__(
+        self,
+        models: MoshiModels,
+        sampling: SamplingConfig = SamplingConfig(),
+        shared_inputs: int = 1,
+    ):
         super().__init__()
+        if shared_inputs < 1:
+            raise ValueError(f"shared_inputs must be >= 1, got {shared_inputs}")
+        self.shared_inputs = shared_inputs
         self.models = models
         self.sampling = sampling
         models.lm.eval()
@@ -135,11 +149,16 @@ class MoshiPolicy(torch.nn.Module):
         words are not aligned to Moshi's text stream). Those frames are never trained.
         """
         self.stop()
+        if batch_size % self.shared_inputs:
+            raise ValueError(
+                f"a batch of {batch_size} envs does not split into groups of "
+                f"{self.shared_inputs} that share their inputs"
+            )
         self._partners = {
             env: (self._encode(audio), first) for env, (audio, first) in (partners or {}).items()
         }
         self._streams = ExitStack()
-        self._streams.enter_context(self.models.mimi.streaming(batch_size))
+        self._streams.enter_context(self.models.mimi.streaming(batch_size // self.shared_inputs))
         self._streams.enter_context(self.lm_gen.streaming(batch_size))
         self.batch_size = batch_size
         self._history = []
@@ -200,8 +219,14 @@ class MoshiPolicy(torch.nn.Module):
             return
         for env in np.flatnonzero(mask):
             self._partners.pop(int(env), None)
+        groups = mask.reshape(-1, self.shared_inputs)
+        if (groups != groups[:, :1]).any():
+            raise ValueError(
+                f"a reset must restart whole groups of {self.shared_inputs} envs that share "
+                "their inputs"
+            )
         torch_mask = torch.as_tensor(mask, device=self.device)
-        self.models.mimi.reset_streaming(torch_mask)
+        self.models.mimi.reset_streaming(torch.as_tensor(groups[:, 0], device=self.device))
         self.lm_gen.reset_streaming(torch_mask)
         self._first_step[mask] = len(self._history)
         if mask.all():
@@ -216,7 +241,7 @@ class MoshiPolicy(torch.nn.Module):
             raise ValueError(f"expected user frames [B, {FRAME_SIZE}], got {tuple(frames.shape)}")
         if self._streams is None or frames.shape[0] != self.batch_size:
             self.start(frames.shape[0])
-        codes = self.models.mimi.encode(frames[:, None, :])
+        codes = self._encode_step(frames)
         self._forced = self._forcing()
         try:
             out = self.lm_gen.step(codes)[:, :, 0]
@@ -225,6 +250,20 @@ class MoshiPolicy(torch.nn.Module):
         actions = torch.where(out >= 0, out, self._silence)
         self._history.append(torch.cat([out, codes[:, :, 0]], dim=1))
         return actions.cpu().numpy()
+
+    def _encode_step(self, frames: torch.Tensor) -> torch.Tensor:
+        """This step's user codes ``[B, 8, 1]``, one Mimi row per group of shared inputs."""
+        shared = self.shared_inputs
+        if shared == 1:
+            return self.models.mimi.encode(frames[:, None, :])
+        grouped = frames.view(-1, shared, FRAME_SIZE)
+        if not torch.equal(grouped, grouped[:, :1].expand_as(grouped)):
+            raise ValueError(
+                f"the envs of a group of {shared} heard different user audio, so they cannot "
+                "share its encoding; make the policy with shared_inputs=1"
+            )
+        codes = self.models.mimi.encode(grouped[:, :1])
+        return codes.repeat_interleave(shared, dim=0)
 
     def sequences(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The 17-stream frames played since each env's reset, for ``LMModel.forward``.
