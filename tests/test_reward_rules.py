@@ -3,7 +3,7 @@
 import pytest
 
 from fdenv.axes.backchannel import backchannel_f1, match_count
-from fdenv.axes.pause_handling import pause_reward
+from fdenv.axes.pause_handling import PauseHandling, pause_reward
 from fdenv.axes.turn_taking import response_delay
 from fdenv.axes.user_interruption import interruption_delay
 from fdenv.timeline import Interval as I
@@ -17,6 +17,22 @@ class TestPause:
     def test_exactly_one_second_is_allowed_and_silence_is_fine(self):
         assert pause_reward([I(2.0, 3.0)]) == 0.0
         assert pause_reward([]) == 0.0
+
+    def test_the_span_rule_sees_bursts_as_one_takeover(self):
+        # bursts of 0.8 s and 0.9 s span 2.0 -> 3.9 = 1.9 s: fine by interval, a takeover by span
+        bursts = [I(2.0, 2.8), I(3.0, 3.9)]
+        assert pause_reward(bursts, rule="interval") == 0.0
+        assert pause_reward(bursts, rule="span") == -1.0
+        # two 0.3 s backchannels 0.6 s apart span 0.3 + 0.4 + 0.3 = 1.0 s: allowed
+        assert pause_reward([I(1.0, 1.3), I(1.7, 2.0)], rule="span") == 0.0
+        assert pause_reward([], rule="span") == 0.0
+        assert pause_reward([I(2.0, 3.5)], rule="span") == -1.0
+
+    def test_an_unknown_rule_is_refused(self):
+        with pytest.raises(ValueError, match="'interval' or 'span'"):
+            pause_reward([], rule="total")
+        with pytest.raises(ValueError, match="'interval' or 'span'"):
+            PauseHandling(rule="total")
 
 
 class TestTurnTaking:

@@ -6,13 +6,19 @@ answering once the user is done is not judged here (that is the turn-taking axis
 
 Reward: -1 if the agent has any speech interval longer than ``max_speech_s`` in the window, else 0.
 Choice left open by the paper: speech that began in the lead-in counts only from time 0.
+
+The paper's rule looks at one interval at a time, so a policy can talk through a pause in
+bursts each shorter than 1 s and lose nothing; Full-Duplex-Bench looks at the whole output
+(first word to last) and counts that as a take-over. ``rule="span"`` rewards the benchmark's
+way: -1 if the agent's speech, from the start of its first interval in the window to the end
+of its last, spans more than ``max_speech_s``. The paper's rule stays the default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -26,9 +32,22 @@ from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least
 from fdenv.timeline import Interval
 
+PauseRule = Literal["interval", "span"]
 
-def pause_reward(agent_speech: Sequence[Interval], max_speech_s: float = 1.0) -> float:
-    """-1 if any interval is longer than ``max_speech_s`` seconds, else 0."""
+
+def pause_reward(
+    agent_speech: Sequence[Interval], max_speech_s: float = 1.0, rule: PauseRule = "interval"
+) -> float:
+    """-1 if any interval is longer than ``max_speech_s`` seconds (``"interval"``, the paper's
+    rule), or if the intervals together span more than that from the first start to the last
+    end (``"span"``, the benchmark's view of the whole output); else 0."""
+    if rule == "span":
+        if not agent_speech:
+            return 0.0
+        span = max(i.end for i in agent_speech) - min(i.start for i in agent_speech)
+        return -1.0 if span > max_speech_s else 0.0
+    if rule != "interval":
+        raise ValueError(f"the pause rule must be 'interval' or 'span', got {rule!r}")
     return -1.0 if any(i.duration > max_speech_s for i in agent_speech) else 0.0
 
 
@@ -40,6 +59,9 @@ class PauseHandling(Axis):
 
     max_speech_s: float = 1.0
     """Agent speech longer than this is a takeover (the paper's 1 s)."""
+    rule: PauseRule = "interval"
+    """``"interval"``: the paper's (any one interval longer than ``max_speech_s``); ``"span"``:
+    the benchmark's (all the agent's speech in the window, first start to last end)."""
     min_utterance_s: float = 4.0
     """tau_min of the pause axis."""
     pause_s: tuple[float, float] = (0.4, 0.95)
@@ -47,11 +69,15 @@ class PauseHandling(Axis):
     lead_silence_s: tuple[float, float] = (0.3, 0.8)
     tail_s: float = 0.2
 
+    def __post_init__(self) -> None:
+        if self.rule not in get_args(PauseRule):
+            raise ValueError(f"the pause rule must be 'interval' or 'span', got {self.rule!r}")
+
     def score(self, episode: Episode) -> AxisScore:
         speech = episode.agent_speech_in_window()
         longest = max((i.duration for i in speech), default=0.0)
         return AxisScore(
-            terms={"pause": pause_reward(speech, self.max_speech_s)},
+            terms={"pause": pause_reward(speech, self.max_speech_s, self.rule)},
             stats={"longest_agent_speech_s": longest},
         )
 
