@@ -6,6 +6,8 @@ Every registered axis ``Name`` (version ``v``) is the environment ``FullDuplex-N
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 
 import gymnasium as gym
@@ -55,14 +57,60 @@ def unregister_axis(name: str) -> None:
 
 
 def get_axis(name: str | Axis) -> Axis:
-    """The registered axis called ``name``; ``ValueError`` listing the known ones otherwise."""
+    """The registered axis called ``name``; ``ValueError`` listing the known ones otherwise.
+
+    A name may carry settings, ``"PauseHandling(rule=span)"`` or ``"Backchannel(
+    max_backchannel_words=2)"``: the registered axis with those fields replaced, so command
+    lines and JSON configs can name an axis object. Values are Python literals (numbers,
+    strings, tuples, ``None``), read with ``ast.literal_eval`` (never run), or bare words.
+    """
     if isinstance(name, Axis):
         return name
+    found = _SETTINGS.match(name)
+    base, settings = (found[1], found[2]) if found else (name, None)
     try:
-        return _AXES[name]
+        axis = _AXES[base]
     except KeyError:
         known = ", ".join(sorted(_AXES))
         raise ValueError(f"unknown axis {name!r}; known axes: {known} (or {MIXED!r})") from None
+    if settings is None:
+        return axis
+    return _with_settings(axis, name, settings)
+
+
+_SETTINGS = re.compile(r"^([A-Za-z0-9]+)\((.*)\)$", re.S)
+
+
+def _top_level_items(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets: ``"a=(1, 2), b=3"`` -> two items."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [item.strip() for item in [*items, current] if item.strip()]
+
+
+def _with_settings(axis: Axis, name: str, settings: str) -> Axis:
+    """``axis`` with the fields ``key=value, ...`` of ``settings`` replaced."""
+    fields = {f.name for f in dataclasses.fields(axis)}
+    changes: dict[str, object] = {}
+    for item in _top_level_items(settings):
+        key, sep, text = (part.strip() for part in item.partition("="))
+        if not sep or key not in fields:
+            raise ValueError(
+                f"axis {name!r}: {item!r} is not a setting of {axis.name}; "
+                f"its settings: {', '.join(sorted(fields))}"
+            )
+        try:
+            changes[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            changes[key] = text  # a bare word: a string setting such as rule=span
+    return dataclasses.replace(axis, **changes)
 
 
 def registered_axes() -> list[str]:

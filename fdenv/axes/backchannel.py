@@ -10,6 +10,12 @@ other backchannels and every takeover are false positives. F1 = 2 TP / (predicte
 
 Choices left open by the paper: times are compared at the starts of the intervals; an episode
 with no ground truth and no agent speech scores 1 (nothing to do, nothing done wrong).
+
+The paper's rule looks at durations only, so a short interval of many words is a backchannel
+to it, and a take-over to Full-Duplex-Bench (more than 2 words in a segment). With
+``max_backchannel_words`` set (the benchmark's 2), an interval with more words than that (the
+agent's text tokens within it, counted the benchmark's way) is a takeover too. Off by default:
+the paper's rule.
 """
 
 from __future__ import annotations
@@ -54,10 +60,16 @@ def backchannel_f1(
     truth: Sequence[Interval],
     max_backchannel_s: float = 1.0,
     tolerance_s: float = 1.0,
+    too_wordy: Sequence[bool] | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """Returns F1 and its counts (true positives, backchannels, takeovers, ground truth)."""
-    backchannels = [i.start for i in agent_speech if i.duration <= max_backchannel_s]
-    takeovers = sum(1 for i in agent_speech if i.duration > max_backchannel_s)
+    """Returns F1 and its counts (true positives, backchannels, takeovers, ground truth).
+    ``too_wordy`` marks intervals that are takeovers whatever their length."""
+    wordy = list(too_wordy) if too_wordy is not None else [False] * len(agent_speech)
+    short = [
+        i.duration <= max_backchannel_s and not w for i, w in zip(agent_speech, wordy, strict=True)
+    ]
+    backchannels = [i.start for i, ok in zip(agent_speech, short, strict=True) if ok]
+    takeovers = len(short) - len(backchannels)
     hits = match_count(backchannels, [i.start for i in truth], tolerance_s)
     predicted = len(backchannels) + takeovers
     total = predicted + len(truth)
@@ -85,6 +97,9 @@ class Backchannel(Axis):
     """Longest agent interval that still counts as a backchannel (the paper's 1 s)."""
     tolerance_s: float = 1.0
     """Matching window around a ground-truth backchannel (the paper's +-1 s)."""
+    max_backchannel_words: int | None = None
+    """``None``: the paper's rule (durations only); a number (the benchmark's 2): an interval
+    holding more of the agent's word tokens than this is a takeover."""
     min_utterance_s: float = 5.0
     """tau_min of the backchannel axis."""
     sentence_gap_s: tuple[float, float] = (0.35, 0.9)
@@ -93,12 +108,26 @@ class Backchannel(Axis):
     lead_silence_s: tuple[float, float] = (0.3, 0.8)
     tail_s: float = 0.2
 
+    def __post_init__(self) -> None:
+        words = self.max_backchannel_words
+        if words is not None and (isinstance(words, bool) or not isinstance(words, int)):
+            raise ValueError(f"max_backchannel_words must be None or an integer, got {words!r}")
+        if words is not None and words < 1:
+            raise ValueError(f"max_backchannel_words must be >= 1, got {words}")
+
     def score(self, episode: Episode) -> AxisScore:
+        speech = episode.agent_speech_in_window()
+        wordy = None
+        if self.max_backchannel_words is not None:
+            words = fdbench.episode_words(episode)
+            limit = self.max_backchannel_words
+            wordy = [fdbench.words_in_segment(i, words) > limit for i in speech]
         f1, counts = backchannel_f1(
-            episode.agent_speech_in_window(),
+            speech,
             episode.scenario.backchannels,
             self.max_backchannel_s,
             self.tolerance_s,
+            wordy,
         )
         return AxisScore(terms={"backchannel": f1}, stats=counts)
 

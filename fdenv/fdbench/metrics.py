@@ -316,8 +316,13 @@ def _in_segment(word: Word, segment: Interval) -> bool:
     return word.start <= segment.end and (word.start >= segment.start or word.end > segment.start)
 
 
+def words_in_segment(segment: Interval, words: Sequence[Word]) -> int:
+    """How many of ``words`` the backchannel script counts in ``segment``."""
+    return sum(_in_segment(w, segment) for w in words)
+
+
 def _short_segment_takes_over(segment: Interval, words: Sequence[Word]) -> bool:
-    num_words = sum(_in_segment(w, segment) for w in words)
+    num_words = words_in_segment(segment, words)
     if num_words > TURN_MAX_SHORT_WORDS:
         return True
     return not (segment.duration < TURN_MIN_S and num_words <= BACKCHANNEL_MAX_WORDS)
