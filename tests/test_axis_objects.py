@@ -16,10 +16,11 @@ from agents.baselines import RuleAgent
 from agents.evaluate import evaluate
 from agents.grpo.trainer import GRPOConfig, GRPOTrainer
 from agents.moshi.models import tiny_models
-from fdenv.axes import PauseHandling, UserInterruption
+from fdenv.axes import PauseHandling, TurnTaking, UserInterruption
 from fdenv.config import EnvConfig
 from fdenv.constants import FRAME_S, PAD_ID
 from fdenv.play import play
+from fdenv.registration import expand_axes, get_axis
 from fdenv.timeline import Interval
 
 STRICT = UserInterruption(min_response_s=1.0)
@@ -115,3 +116,30 @@ def test_the_trainer_trains_and_evaluates_with_the_axis_object(tmp_path):
     result = trainer.evaluate()["UserInterruption"]
     windows = [-(e.scenario.duration - e.scenario.interruption.end) for e in result.played]
     assert result.rewards == pytest.approx(tuple(windows))
+
+
+def test_an_axis_name_can_carry_settings():
+    axis = get_axis("PauseHandling(rule=span, max_speech_s=0.5)")
+    assert axis == PauseHandling(rule="span", max_speech_s=0.5)
+    tupled = get_axis("Backchannel(max_backchannel_words=2, sentence_gap_s=(0.3, 0.8))")
+    assert tupled.max_backchannel_words == 2 and tupled.sentence_gap_s == (0.3, 0.8)
+    assert get_axis("TurnTaking()") == TurnTaking()
+    assert [a.rule for a in expand_axes(["PauseHandling(rule=span)", "PauseHandling"])] == [
+        "span",
+        "interval",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("PauseHandling(foo=1)", "'foo=1' is not a setting of PauseHandling"),
+        ("PauseHandling(rule)", "'rule' is not a setting"),
+        ("PauseHandling(rule=total)", "'interval' or 'span'"),
+        ("Nope(rule=span)", "unknown axis"),
+        ("PauseHandling(rule=__import__('os').system('true'))", "'interval' or 'span'"),
+    ],
+)
+def test_bad_axis_settings_are_named(name, message):
+    with pytest.raises(ValueError, match=message):
+        get_axis(name)

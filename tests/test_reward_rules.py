@@ -1,11 +1,15 @@
 """The four reward rules as pure functions, with hand-computed values."""
 
+import numpy as np
 import pytest
 
-from fdenv.axes.backchannel import backchannel_f1, match_count
+from fdenv.axes.backchannel import Backchannel, backchannel_f1, match_count
 from fdenv.axes.pause_handling import PauseHandling, pause_reward
 from fdenv.axes.turn_taking import response_delay
 from fdenv.axes.user_interruption import interruption_delay
+from fdenv.constants import PAD_ID
+from fdenv.episode import Episode
+from fdenv.scenarios.synthetic import make_scenario
 from fdenv.timeline import Interval as I
 
 
@@ -114,3 +118,37 @@ class TestBackchannel:
         # pairing 1.6 with 2.5 would strand 2.0; the scan pairs 1.6-1.0 and 2.0-2.5
         assert match_count([1.6, 2.0], [1.0, 2.5], tolerance_s=1.0) == 2
         assert match_count([], [1.0], 1.0) == 0
+
+
+class TestBackchannelWords:
+    truth = (I(2.0, 2.4), I(5.0, 5.4), I(8.0, 8.4))
+
+    def test_a_wordy_backchannel_is_a_takeover(self):
+        # the 2nd interval is short but too wordy: TP 2, predicted 3 (2 + 1 takeover), truth 3
+        spans = [I(2.0, 2.3), I(5.1, 5.5), I(7.5, 7.9)]
+        f1, counts = backchannel_f1(spans, self.truth, too_wordy=[False, True, False])
+        assert f1 == pytest.approx(4 / 6)
+        assert (counts["backchannels"], counts["takeovers"]) == (2, 1)
+
+    def test_the_axis_counts_the_agents_word_tokens(self):
+        scenario = make_scenario(Backchannel(), 0, 0)
+        starts = [t.start for t in scenario.backchannels]
+        frames = int(scenario.duration / 0.08) + 1
+        text = np.full(frames, PAD_ID)
+        speech = []
+        for n, start in enumerate(starts):
+            first = int(start / 0.08)
+            text[first : first + 1 + 2 * (n == 0)] = 100  # 3 tokens in the first, 1 elsewhere
+            speech.append(I(first * 0.08, first * 0.08 + 0.5))
+        episode = Episode(scenario, 0.0, np.zeros(frames, bool), text, speech)
+        paper = Backchannel().score(episode)
+        benchmark = Backchannel(max_backchannel_words=2).score(episode)
+        assert paper.stats["takeovers"] == 0 and paper.reward == 1.0
+        assert benchmark.stats["takeovers"] == 1
+        n = len(starts)  # F1 = 2 (n - 1) / (n + n)
+        assert benchmark.reward == pytest.approx((n - 1) / n)
+
+    @pytest.mark.parametrize("words", [0, 1.5, True])
+    def test_bad_word_limits_are_refused(self, words):
+        with pytest.raises(ValueError, match="max_backchannel_words"):
+            Backchannel(max_backchannel_words=words)
