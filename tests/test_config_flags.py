@@ -370,7 +370,7 @@ def test_train_config_file_then_flags(tmp_path):
     path.write_text(json.dumps(settings))
     config = train_config(["--config", str(path), "--iterations", "7", "--num-scenarios", "3"])
     assert (config.iterations, config.lr) == (7, 0.1)
-    assert config.env == EnvConfig(num_scenarios=3, scenario_seed=1, lead_in_s=1.0)
+    assert config.env == EnvConfig(num_scenarios=3, scenario_seed=1, lead_in_s=1.0, voice="audio")
 
 
 @pytest.mark.parametrize(
@@ -413,6 +413,7 @@ def test_eval_takes_the_env_settings_as_flags(tmp_path):
         scenario_seed=7,
         lead_in_s=1.5,
         acoustics=Acoustics(reverb_prob=0.0),
+        voice="auto",
     )
     default = eval_cli.EVAL_FLAGS.build(eval_cli.build_parser().parse_args([]))
     assert default.env.scenario_seed == 1000 and default.episodes == 32
@@ -429,7 +430,7 @@ def test_eval_plays_with_the_env_flags(tmp_path, monkeypatch):
     monkeypatch.setattr(eval_cli, "compare", spy)
     argv = ["--agents", "silent", "--axes", "TurnTaking", "--episodes", "1", "--timelines", "0"]
     assert eval_cli.main([*argv, "--lead-in-s", "1.0", "--out", str(tmp_path)]) == 0
-    assert played_with == [EnvConfig(scenario_seed=1000, lead_in_s=1.0)]
+    assert played_with == [EnvConfig(scenario_seed=1000, lead_in_s=1.0, voice="auto")]
     record = json.loads((tmp_path / "results.json").read_text())
     assert record["config"]["env"]["lead_in_s"] == 1.0 and record["config"]["episodes"] == 1
     assert record["args"]["agents"] == "['silent']" and "config.episodes" not in record["args"]
