@@ -366,12 +366,19 @@ def test_judge_term_joins_the_timing_reward_by_decoupled_normalisation():
     np.testing.assert_array_equal(terms.scores, [2.0, 1.0, 0.0, np.nan])
     assert judge.stats.failures == {"unparsable": 1}
     timing = np.array([-1.0, -0.5, -3.0, -0.5])
-    adv = decoupled_advantages({"turn": timing, "llm": terms.scores}, group_size=4)
+    adv = decoupled_advantages(
+        {"turn": timing, "llm": terms.scores}, group_size=4, batch_norm=False
+    )
     # judge over the three scored: mean 1, std 1; the unscored rollout gets 0 from it
     llm = np.array([1.0, 0.0, -1.0, 0.0]) / (1.0 + EPS)
     # timing: mean -1.25, deviations .25 .75 -1.75 .75, unbiased variance 4.25 / 3
     turn = np.array([0.25, 0.75, -1.75, 0.75]) / (math.sqrt(4.25 / 3) + EPS)
     np.testing.assert_allclose(adv.values, turn + llm)
+    # GDPO's batch step (the default) then z-scores that sum over the batch (one group here)
+    total = turn + llm
+    batched = decoupled_advantages({"turn": timing, "llm": terms.scores}, group_size=4)
+    expected = (total - total.mean()) / (np.std(total, ddof=1) + EPS)
+    np.testing.assert_allclose(batched.values, expected)
 
 
 def test_nan_silence_score_leaves_silent_replies_out_as_fdbench_does():
