@@ -13,6 +13,7 @@ same path as the 7B: actions -> audio -> Silero -> intervals. The table is fitte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -100,7 +101,15 @@ def codebook_voice(mimi: MimiModel, style: SpeakerStyle | None = None) -> Codebo
             table = fit_table(mimi, fitting_audio(style))
         with atomic_path(path) as tmp, tmp.open("wb") as file:
             np.save(file, table)
-    return CodebookVoice(np.load(path))
+    return CodebookVoice(_load_table(path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_table(path: Path) -> np.ndarray:
+    """A fitted table, read once per process: every evaluation builds fresh voices from it."""
+    table = np.load(path)
+    table.flags.writeable = False  # shared by every voice made from it
+    return table
 
 
 def has_trained_decoder(models: MoshiModels) -> bool:
