@@ -21,6 +21,7 @@ from fdenv.episode import Episode
 from fdenv.manifest import load_context
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval, intervals_to_mask
+from fdenv.user.simulator import ReactiveUsers, UserSetup
 from fdenv.voice import Voice
 
 
@@ -44,6 +45,9 @@ class Stream(NamedTuple):
     partner: np.ndarray | None = None
     partner_frame: int = 0
     context: np.ndarray | None = None
+    user: UserSetup | None = None
+    """A closed-loop episode: the simulated user who speaks (the scenario's audio is its clip
+    store, not a recording); ``num_frames`` is then the episode's time limit."""
 
     @property
     def audio(self) -> np.ndarray:
@@ -95,6 +99,15 @@ def make_stream(scenario: Scenario, lead_in_s: float, context_s: float = 0.0) ->
         first,
         user[len(user) - context :].copy(),  # not a view: the whole recording may be long
     )
+
+
+def closed_loop_stream(scenario: Scenario, user: UserSetup, lead_in_s: float) -> Stream:
+    """A closed-loop episode of ``scenario`` (a plan's clip store): the lead-in rounded up to
+    whole frames, since the user acts once per frame, and the plan's time limit after it."""
+    lead_frames = math.ceil(round(lead_in_s * SAMPLE_RATE) / FRAME_SIZE)
+    limit = math.ceil(user.plan.max_duration_s / FRAME_S - 1e-9)
+    frames = lead_frames + limit
+    return Stream(scenario, np.zeros(frames, bool), frames, lead_frames * FRAME_S, user=user)
 
 
 class FrameBank:
@@ -205,12 +218,15 @@ class DuplexEngine:
         self.num_frames = np.zeros(num_envs, dtype=np.int64)
         self._lead = np.full(num_envs, self.lead_in_s)
         self._bank = FrameBank(num_envs)
+        self.users: ReactiveUsers | None = None
+        """The simulated users, once a closed-loop episode has started (then every env's)."""
         self._slot = np.full(num_envs, -1, dtype=np.int64)
         self._row = np.zeros(num_envs, dtype=np.int64)
         self._speaking = np.zeros((num_envs, 1), dtype=bool)
         self._text = np.zeros((num_envs, 1), dtype=np.int64)
         self._audio: np.ndarray | None = None  # [num_envs, columns, ...] once the voice makes audio
         self._envs = np.arange(num_envs)
+        self._started_any = False
         self._finished: dict[int, Episode] = {}
         """Episodes built since they ended, until their env starts another."""
         voice.reset(num_envs)
@@ -222,6 +238,15 @@ class DuplexEngine:
 
     def start(self, env: int, stream: Stream) -> None:
         """Begins an episode in ``env`` (several envs may share one stream)."""
+        if (stream.user is None) == (self.users is not None) and self._started_any:
+            raise ValueError(
+                "an env plays either recorded scenarios or closed-loop ones, not both: give "
+                "replay axes and closed-loop axes (Conversation, Selectivity) separate envs"
+            )
+        self._started_any = True
+        if stream.user is not None:
+            self._start_closed_loop(env, stream)
+            return
         if self._slot[env] >= 0:
             self._bank.release(int(self._slot[env]))
         slot_rows = self._bank.slot_rows
@@ -235,6 +260,24 @@ class DuplexEngine:
         if self._bank.slot_rows != slot_rows:  # the bank was rebuilt: every slot moved
             rows = 1 + self._slot * self._bank.slot_rows + self.frame
             self._row = np.where(self._slot >= 0, rows, 0)
+        if stream.num_frames >= self._speaking.shape[1]:
+            self._widen(stream.num_frames + 1)
+        mask = np.zeros(self.num_envs, dtype=bool)
+        mask[env] = True
+        self.voice.reset_envs(mask)
+
+    def _start_closed_loop(self, env: int, stream: Stream) -> None:
+        assert stream.user is not None
+        if self.users is None:
+            self._bank.max_slots = 2 * self.num_envs  # a plan and a made-up line per env
+            self.users = ReactiveUsers(self.num_envs, self._bank)
+            self._row = self.users.row
+        self.streams[env] = stream
+        self._finished.pop(env, None)
+        self._lead[env] = stream.lead_in_s
+        self.frame[env] = 0
+        self.num_frames[env] = stream.num_frames
+        self.users.start(env, stream.user, round(stream.lead_in_s / FRAME_S))
         if stream.num_frames >= self._speaking.shape[1]:
             self._widen(stream.num_frames + 1)
         mask = np.zeros(self.num_envs, dtype=bool)
@@ -268,15 +311,34 @@ class DuplexEngine:
             self._audio_buffer(voiced.audio)[self._envs, frame] = voiced.audio
         user = self._bank.user[self._row]
         t = frame * FRAME_S - self._lead
+        if self.users is None:
+            frame += running
+            self._row += running
+            return StepResult(
+                t, user, voiced.speaking & running, running & (frame == self.num_frames)
+            )
+        ended = self.users.step(frame, voiced.speaking, running)
+        self.num_frames[ended] = frame[ended] + 1
         frame += running
-        self._row += running
-        return StepResult(t, user, voiced.speaking & running, running & (frame == self.num_frames))
+        done = running & (frame == self.num_frames)
+        self.users.finish(done)
+        return StepResult(t, user, voiced.speaking & running, done)
 
     def step_one(self, action: np.ndarray) -> tuple[float, bool, bool, bool]:
         """:meth:`step` for a one-env engine, in Python scalars: ``(t, user_speaking,
         agent_speaking, done)`` for action ``[9]``. The same steps as :meth:`step` (the
         reference episodes hold both to the same numbers), without numpy's per-call cost,
-        which dominates on arrays of one env."""
+        which dominates on arrays of one env. A closed-loop episode takes :meth:`step`."""
+        if self.users is not None:
+            if self.frame[0] == self.num_frames[0]:
+                return float(self.frame[0] * FRAME_S - self._lead[0]), False, False, False
+            r = self.step(action[None])
+            return (
+                float(r.t[0]),
+                bool(r.user_speaking[0]),
+                bool(r.agent_speaking[0]),
+                bool(r.done[0]),
+            )
         speaking, audio = self.voice.step_one(action)
         k, frames = int(self.frame[0]), int(self.num_frames[0])
         t = k * FRAME_S - float(self._lead[0])
@@ -323,8 +385,14 @@ class DuplexEngine:
             stream = self.streams[env]
             assert stream is not None
             lead = stream.lead_in_s
+            scenario, events, lines = stream.scenario, [], []
+            if stream.user is not None:
+                assert self.users is not None
+                frames = len(speaking)
+                scenario = self.users.realised(env, frames, scenario.id, scenario.axis)
+                events, lines = self.users.record(env, frames)
             built[env] = Episode(
-                scenario=stream.scenario,
+                scenario=scenario,
                 lead_in_s=lead,
                 agent_speaking=speaking,
                 text_tokens=self._text[env, : len(speaking)].copy(),
@@ -332,6 +400,8 @@ class DuplexEngine:
                 agent_speech=[Interval(a - lead, b - lead) for a, b in speech],
                 agent_audio=audio,
                 context_s=stream.context_s,
+                events=events,
+                user_lines=lines,
             )
             if self.frame[env] >= self.num_frames[env]:
                 self._finished[env] = built[env]

@@ -25,7 +25,7 @@ from gymnasium.error import ResetNeeded
 from fdenv.axes import Axis, AxisScore
 from fdenv.config import EnvConfig
 from fdenv.constants import FRAME_SIZE, NUM_CODEBOOKS
-from fdenv.engine import DuplexEngine, Stream, make_stream
+from fdenv.engine import DuplexEngine, Stream, closed_loop_stream, make_stream
 from fdenv.episode import Episode
 from fdenv.plotting import timeline_image
 from fdenv.registration import expand_axes
@@ -131,8 +131,8 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=None if seed is None else int(seed))
-        scenario = self.sampler.sample(self.np_random, options)
-        stream = make_stream(scenario, self.lead_in_s, context_seconds(options))
+        stream = episode_stream(self.sampler, self.np_random, self.lead_in_s, options)
+        scenario = stream.scenario
         self._engine.start(0, stream)
         self._needs_reset = False
         self.last_episode = None
@@ -201,6 +201,24 @@ def make_sampler(axis: str | Axis | list[str | Axis], config: EnvConfig) -> Scen
         acoustics=config.acoustics,
         axis_weights=config.axis_weights,
     )
+
+
+def episode_stream(
+    sampler: ScenarioSampler,
+    rng: np.random.Generator,
+    lead_in_s: float,
+    options: dict[str, Any] | None,
+) -> Stream:
+    """The next episode's stream: a scenario drawn from ``sampler`` laid out for replay, or,
+    for a closed-loop axis, its plan with the user who plays it (drawn from ``rng`` too). A
+    closed-loop episode has no recorded context, like a synthetic scenario: its ``context_s``
+    is 0 whatever ``options`` ask."""
+    context_s = context_seconds(options)
+    scenario = sampler.sample(rng, options)
+    axis = sampler.spec(scenario.axis)
+    if axis.closed_loop:
+        return closed_loop_stream(scenario, axis.user_setup(scenario, rng), lead_in_s)
+    return make_stream(scenario, lead_in_s, context_s)
 
 
 def context_seconds(options: dict[str, Any] | None) -> float:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fdenv.scenario import Scenario
 from fdenv.timeline import Interval, clip
+from fdenv.user.events import PlayedLine, UserEvent
 
 
 @dataclass
@@ -23,6 +24,9 @@ class Episode:
         agent_speech: the agent's speech intervals in scenario time, as the voice reports them;
             intervals in the lead-in have negative times.
         agent_audio: the agent's audio over the whole stream where the voice makes audio.
+        events: what happened, each with its cause (closed-loop episodes; empty for a replay,
+            whose labels are in the scenario).
+        user_lines: the simulated user's lines as it said them (closed-loop episodes).
     """
 
     scenario: Scenario
@@ -32,6 +36,8 @@ class Episode:
     agent_speech: list[Interval]
     agent_audio: np.ndarray | None = None
     context_s: float = 0.0
+    events: list[UserEvent] = field(default_factory=list)
+    user_lines: list[PlayedLine] = field(default_factory=list)
 
     @property
     def axis(self) -> str:

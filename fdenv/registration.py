@@ -12,7 +12,7 @@ import re
 
 import gymnasium as gym
 
-from fdenv.axes import PAPER_AXES, Axis
+from fdenv.axes import CLOSED_LOOP_AXES, PAPER_AXES, Axis
 
 MIXED = "Mixed"
 """Pseudo-axis: sample one of the paper's axes per episode."""
@@ -96,21 +96,33 @@ def _top_level_items(text: str) -> list[str]:
 
 
 def _with_settings(axis: Axis, name: str, settings: str) -> Axis:
-    """``axis`` with the fields ``key=value, ...`` of ``settings`` replaced."""
-    fields = {f.name for f in dataclasses.fields(axis)}
-    changes: dict[str, object] = {}
+    """``axis`` with the fields ``key=value, ...`` of ``settings`` replaced; a dotted key
+    (``user.answer_gap_s``) replaces a field of a dataclass setting."""
+    changes: dict[str, dict[str, object]] = {}
     for item in _top_level_items(settings):
         key, sep, text = (part.strip() for part in item.partition("="))
-        if not sep or key not in fields:
+        outer, _, inner = key.partition(".")
+        target = getattr(axis, outer, None) if inner else axis
+        fields = _fields(target)
+        if not sep or (inner or outer) not in fields or (inner and outer not in _fields(axis)):
             raise ValueError(
                 f"axis {name!r}: {item!r} is not a setting of {axis.name}; "
-                f"its settings: {', '.join(sorted(fields))}"
+                f"its settings: {', '.join(sorted(_fields(axis)))}"
             )
         try:
-            changes[key] = ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            changes[key] = text  # a bare word: a string setting such as rule=span
-    return dataclasses.replace(axis, **changes)
+            value = text  # a bare word: a string setting such as rule=span
+        changes.setdefault(outer if inner else "", {})[inner or outer] = value
+    top = changes.pop("", {})
+    nested = {key: dataclasses.replace(getattr(axis, key), **v) for key, v in changes.items()}
+    return dataclasses.replace(axis, **top, **nested)
+
+
+def _fields(value: object) -> set[str]:
+    if not dataclasses.is_dataclass(value):
+        return set()
+    return {f.name for f in dataclasses.fields(value)}
 
 
 def registered_axes() -> list[str]:
@@ -129,7 +141,7 @@ def expand_axes(axis: str | Axis | list[str | Axis]) -> list[Axis]:
 
 
 def register_defaults() -> None:
-    for axis in PAPER_AXES:
+    for axis in (*PAPER_AXES, *CLOSED_LOOP_AXES):
         register_axis(axis)
     gym.register(
         id=env_id(MIXED),

@@ -77,6 +77,16 @@ class ScenarioSampler:
         self.specs: dict[str, Axis] = {a.name: a for a in axes}
         if len(self.specs) != len(axes):
             raise ValueError(f"two of the axes {axes} have the same name")
+        if len({a.closed_loop for a in axes}) > 1:
+            raise ValueError(
+                f"the axes {[a.name for a in axes]} mix replayed and closed-loop axes; an env "
+                "plays one kind (make one env per kind)"
+            )
+        if acoustics is not None and any(a.closed_loop for a in axes):
+            raise ValueError(
+                "acoustics are applied to recorded user channels; closed-loop axes synthesise "
+                "their user as it speaks and take none (set acoustics=None)"
+            )
         self._choices: dict[str, list[tuple[ScenarioSource, int]]] = {}
         for source in self._sources(axes, scenarios, num_scenarios, scenario_seed):
             for index in range(len(source)):

@@ -108,6 +108,9 @@ class Scenario:
         source: where the scenario came from (generator and seed, corpus and file,
             ``original_sample_rate`` when the audio was resampled).
         context: the recording before the scenario (mined scenarios), or ``None``.
+        plan: for a closed-loop axis, what the simulated user means to say (a
+            :class:`fdenv.user.plan.UserPlan`, or ``None``); the audio is
+            then the user's clip store (:mod:`fdenv.user.store`), not a recording to replay.
     """
 
     id: str
@@ -121,6 +124,7 @@ class Scenario:
     transcripts: list[Utterance] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
     context: ContextRef | None = None
+    plan: Any = None  # a fdenv.user.plan.UserPlan (this module is below fdenv.user)
 
     @property
     def duration(self) -> float:

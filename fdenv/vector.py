@@ -19,10 +19,10 @@ from gymnasium.vector.utils import batch_space
 
 from fdenv.axes import Axis
 from fdenv.config import EnvConfig
-from fdenv.engine import DuplexEngine, make_stream
+from fdenv.engine import DuplexEngine
 from fdenv.env import (
     check_actions,
-    context_seconds,
+    episode_stream,
     make_config,
     make_sampler,
     make_spaces,
@@ -97,6 +97,12 @@ class FullDuplexVectorEnv(VectorEnv):
         self._started = False
 
     @property
+    def group_inputs_shared(self) -> bool:
+        """Whether the envs of a group hear the same user audio whatever their agents do: true
+        for replayed scenarios, false where the user reacts (closed-loop axes)."""
+        return not any(axis.closed_loop for axis in self.sampler.specs.values())
+
+    @property
     def lead_in_s(self) -> float:
         return self._engine.lead_in_s
 
@@ -154,8 +160,7 @@ class FullDuplexVectorEnv(VectorEnv):
         """Starts env's next episode; a group's first env draws the scenario for the group."""
         leader = env - env % self.group_size
         if env == leader:
-            scenario = self.sampler.sample(self._rngs[leader], options)
-            self._stream = make_stream(scenario, self.lead_in_s, context_seconds(options))
+            self._stream = episode_stream(self.sampler, self._rngs[leader], self.lead_in_s, options)
         self._engine.start(env, self._stream)
         info = {
             "axis": self._stream.scenario.axis,

@@ -107,7 +107,7 @@ def test_missing_manifest_is_file_not_found(tmp_path):
 
 
 def test_unknown_axis_lists_the_known_ones(tmp_path):
-    known = "Backchannel, PauseHandling, TurnTaking, UserInterruption"
+    known = "Backchannel, Conversation, PauseHandling, Selectivity, TurnTaking, UserInterruption"
     with pytest.raises(ValueError, match=f"unknown axis 'Greeting'; known axes: {known}"):
         fdenv.FullDuplexEnv(axis="Greeting")
     path = write_manifest(tmp_path, [turn_scenario()])

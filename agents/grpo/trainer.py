@@ -338,9 +338,6 @@ class GRPOTrainer:
             add_lora(lm, rank=config.lora_rank)
         self.reference = ReferenceModel(lm) if config.beta > 0 else None
         self.policy = MoshiPolicy(models, config.sampling)
-        self.rollout_policy = MoshiPolicy(models, config.sampling, shared_inputs=config.group_size)
-        """The same model for group rollouts: a group replays one scenario, so its rollouts hear
-        the same user audio and Mimi encodes it once per group."""
         self.scorer = MoshiScorer(lm, config.sampling, with_audio=any(config.stream_weights[1:]))
         self.loss = make_loss(self.scorer, config)
         distributed = dist.is_available() and dist.is_initialized()
@@ -362,6 +359,11 @@ class GRPOTrainer:
             autoreset_mode="Disabled",
             config=env_for(self.policy, config.env),
         )
+        shared = config.group_size if self.env.group_inputs_shared else 1
+        self.rollout_policy = MoshiPolicy(models, config.sampling, shared_inputs=shared)
+        """The same model for group rollouts: a group that replays one scenario hears the same
+        user audio, so Mimi encodes it once per group; a user who reacts to each rollout
+        (closed-loop axes) is heard per rollout."""
         self.eval_env = config.env.replace(
             scenarios=None,
             axis_weights=None,

@@ -68,6 +68,9 @@ class Axis(ABC):
 
     name: ClassVar[str]
     version: ClassVar[int] = 0
+    closed_loop: ClassVar[bool] = False
+    """Whether the user reacts to the agent (:mod:`fdenv.axes.closed_loop`) instead of
+    replaying a scenario."""
     required_labels: ClassVar[tuple[str, ...]] = ()
     metric_directions: ClassVar[Mapping[str, str]] = {}
     """Which way each number of :meth:`metrics` is better, ``"up"`` or ``"down"`` (the arrows of
