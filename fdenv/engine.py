@@ -270,7 +270,7 @@ class DuplexEngine:
         assert stream.user is not None
         if self.users is None:
             self._bank.max_slots = 2 * self.num_envs  # a plan and a made-up line per env
-            self.users = ReactiveUsers(self.num_envs, self._bank)
+            self.users = ReactiveUsers(self.num_envs, self._bank, self._tokens_so_far)
             self._row = self.users.row
         self.streams[env] = stream
         self._finished.pop(env, None)
@@ -283,6 +283,9 @@ class DuplexEngine:
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[env] = True
         self.voice.reset_envs(mask)
+
+    def _tokens_so_far(self, env: int) -> np.ndarray:
+        return self._text[env, : self.frame[env]].copy()
 
     def _widen(self, columns: int) -> None:
         extra = ((0, 0), (0, columns - self._speaking.shape[1]))

@@ -71,11 +71,12 @@ def check_actions(actions: Any, nvec: np.ndarray, num_envs: int | None = None) -
 
 def score_episode(axis: Axis, episode: Episode) -> tuple[AxisScore, dict[str, Any]]:
     """The episode's score by ``axis`` and what the last step's info adds: the reward terms, the
-    axis' Full-Duplex-Bench metrics (:meth:`Axis.metrics`; NaN where the benchmark has no value)
-    and the agent's speech."""
+    axis' metrics (:meth:`Axis.metrics`: Full-Duplex-Bench's, or the interaction metrics of a
+    closed-loop axis; NaN where there is no value), the agent's speech, and for a closed-loop
+    axis the episode's ``events``, each with its time, kind and cause."""
     score = axis.score(episode)
     metrics = axis.metrics(episode)
-    return score, {
+    final = {
         "axis": episode.axis,
         "scenario_id": episode.scenario.id,
         "reward_terms": {k: np.float64(v) for k, v in score.terms.items()},
@@ -83,6 +84,9 @@ def score_episode(axis: Axis, episode: Episode) -> tuple[AxisScore, dict[str, An
         "metrics": {k: np.float64(v) for k, v in metrics.items()},
         "agent_speech": [(i.start, i.end) for i in episode.agent_speech],
     }
+    if axis.closed_loop:
+        final["events"] = [e.to_json() for e in episode.events]
+    return score, final
 
 
 class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):

@@ -29,6 +29,35 @@ def _bars(ax: Axes, row: str, spans: list[Interval], color: str, label: str) -> 
         )
 
 
+_LINE_COLORS = {
+    "backchannel": "tab:green",
+    "side_talk": "tab:purple",
+    "background": "tab:olive",
+    "interruption": "tab:red",
+}
+"""User lines other than turns and re-prompts, coloured by kind (turns stay blue)."""
+_EVENT_MARKS = {
+    "user_turn_end": ("k", "turn end"),
+    "user_yield": ("tab:cyan", "user yields"),
+    "user_reprompt": ("tab:brown", "re-prompt"),
+    "agent_barge_in": ("tab:red", "agent barges in"),
+    "agent_yield": ("tab:green", "agent yields"),
+    "agent_stops": ("tab:pink", "agent stops (should not)"),
+}
+"""Events drawn as ticks on the labels row."""
+
+
+def _events(ax: Axes, episode: Episode) -> None:
+    """A closed-loop episode's user lines by kind and its key events as labelled ticks."""
+    for kind, color in _LINE_COLORS.items():
+        spans = [Interval(x.start, x.end) for x in episode.user_lines if x.kind == kind]
+        _bars(ax, "labels", spans, color, kind.replace("_", " "))
+    for kind, (color, label) in _EVENT_MARKS.items():
+        times = [e.t for e in episode.events if e.kind == kind]
+        if times:
+            ax.vlines(times, -0.5, 2.5, colors=color, linestyles="--", linewidth=1, label=label)
+
+
 def draw_timeline(ax: Axes, episode: Episode, title: str | None = None) -> None:
     """Draws user speech, agent speech and the axis labels of an episode on ``ax``."""
     scenario = episode.scenario
@@ -37,9 +66,11 @@ def draw_timeline(ax: Axes, episode: Episode, title: str | None = None) -> None:
     _bars(ax, "agent", episode.agent_speech, "tab:orange", "agent speech")
     _bars(ax, "labels", scenario.pauses, "tab:gray", "pause")
     _bars(ax, "labels", scenario.backchannels, "tab:green", "backchannel (truth)")
-    if scenario.interruption is not None:
+    if scenario.interruption is not None and not episode.events:
         _bars(ax, "labels", [scenario.interruption], "tab:red", "interruption")
-    if scenario.turn_end is not None:
+    if episode.events:
+        _events(ax, episode)
+    elif scenario.turn_end is not None:
         ax.axvline(scenario.turn_end, color="k", linestyle="--", label="turn end")
     end = episode.num_frames * 0.08 - episode.lead_in_s
     ax.set_xlim(-episode.lead_in_s, max(end, scenario.duration))

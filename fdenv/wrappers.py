@@ -64,8 +64,9 @@ class RecordEpisode(gym.Wrapper):
     """Writes every ``every``-th finished episode to ``folder`` as ``<prefix>-<episode:04d>``.
 
     Per episode: ``.wav`` (stereo 24 kHz, see :func:`episode_stereo`), ``.json`` (scenario
-    labels, agent speech in scenario time, reward, its terms and stats, lead-in) and ``.png``
-    (the timeline).
+    labels, agent speech in scenario time, reward, its terms and stats, lead-in; for a
+    closed-loop episode also its events with their causes and the user's lines as said) and
+    ``.png`` (the timeline, events marked).
     Episodes are numbered from 0 in the order they finish; ``paths`` lists every file written.
     """
 
@@ -105,6 +106,9 @@ class RecordEpisode(gym.Wrapper):
             "reward_terms": info.get("reward_terms", {}),
             "stats": info.get("stats", {}),
         }
+        if episode.events:
+            summary["events"] = [e.to_json() for e in episode.events]
+            summary["user_lines"] = [line.to_json() for line in episode.user_lines]
         text = json.dumps(summary, indent=2, default=_json_default)
         with atomic_path(record) as tmp:
             tmp.write_text(text + "\n")

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -412,12 +412,30 @@ class ChatCompletionsJudge:
         self._store(key, score, reply)
         return float(score)
 
-    def _ask(self, payload: dict[str, Any]) -> tuple[int, str]:
+    def complete(self, messages: list[dict[str, str]]) -> str | None:
+        """The server's reply to ``messages``, with the timeouts, retries and counters of
+        :meth:`score` but no rubric and no cache (for a simulated user that asks what to say:
+        :class:`fdenv.user.llm.LLMUser`); ``None`` if the request failed (counted by reason)."""
+        payload = {"model": self.model, "messages": messages, **self.params}
+        with self._lock:
+            self.stats.requests += 1
+        try:
+            _, reply = self._ask(payload, parse=lambda text: 0)
+        except _Failure as failure:
+            with self._lock:
+                self.stats.failures[failure.reason] += 1
+            return None
+        self._count("scored")
+        return reply
+
+    def _ask(
+        self, payload: dict[str, Any], parse: Callable[[str], int | None] | None = None
+    ) -> tuple[int, str]:
         """Posts until a reply parses, a failure is final, or the retries are spent."""
         retry = 0
         while True:
             try:
-                return self._attempt(payload)
+                return self._attempt(payload, parse or self.rubric.parse)
             except _Failure as failure:
                 if not failure.retry or retry == self.max_retries:
                     raise
@@ -427,7 +445,9 @@ class ChatCompletionsJudge:
             time.sleep(delay * self._random.uniform(0.5, 1.0))
             retry += 1
 
-    def _attempt(self, payload: dict[str, Any]) -> tuple[int, str]:
+    def _attempt(
+        self, payload: dict[str, Any], parse: Callable[[str], int | None]
+    ) -> tuple[int, str]:
         """One request, bounded by ``timeout_s`` of wall-clock time.
 
         The request runs in a daemon thread that the caller waits for until the deadline, so
@@ -451,7 +471,7 @@ class ChatCompletionsJudge:
         reply = _reply_text(body)
         if reply is None:
             raise _Failure("malformed", retry=False)
-        score = self.rubric.parse(reply)
+        score = parse(reply)
         if score is None:
             raise _Failure("unparsable", retry=False)
         return score, reply

@@ -14,6 +14,7 @@ shares a plan, its traits and its seed: its rollouts differ only through the age
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -101,7 +102,8 @@ class _State:
     overlay: Line | None = None
     watching: str = ""
     """``"interruption"`` or ``"talk_through"`` while an overlap waits for the agent to stop."""
-    turn_ended_frame: int = -1
+    turn_ended: float = 0.0
+    """When the user's last turn (or re-prompt) ended, in seconds."""
     turn: int = -1
     played: list[tuple[PlayedLine, _Where]] = field(default_factory=list)
     dynamic: dict[Line, Scenario] = field(default_factory=dict)
@@ -110,8 +112,15 @@ class _State:
 class ReactiveUsers:
     """The users of ``num_envs`` envs; ``row`` is each env's bank row for the next frame."""
 
-    def __init__(self, num_envs: int, bank: Bank) -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        bank: Bank,
+        agent_tokens: Callable[[int], np.ndarray] | None = None,
+    ) -> None:
         self.bank = bank
+        self.agent_tokens = agent_tokens
+        """Env -> the agent's text tokens so far, shown to the policy at decision points."""
         self.row = np.zeros(num_envs, dtype=np.int64)
         n = num_envs
         self.active = np.zeros(n, dtype=bool)
@@ -257,7 +266,7 @@ class ReactiveUsers:
             where = "in the user's mid-turn pause" if phase == PAUSE else "while the user speaks"
             self._log(state, t, "agent_barge_in", where)
         elif phase == WAIT:
-            latency = (j - 1 - state.turn_ended_frame) * FRAME_S
+            latency = t - state.turn_ended
             self._log(state, t, "agent_response", f"{latency:.2f} s after the user's turn ended")
             self._listen(env, state)
 
@@ -279,7 +288,7 @@ class ReactiveUsers:
         if self.yieldable[env] and self.overlap[env] == self.yield_after[env]:
             t = self._time(state, j)
             talked = f"talked over for {self.overlap[env] * FRAME_S:.2f} s"
-            if self._ask("finishes_when_talked_over", state, where.line):
+            if self._ask("finishes_when_talked_over", env, state, where.line):
                 self.yieldable[env] = False
                 self._log(state, t, "user_continues", talked)
                 return False
@@ -307,7 +316,7 @@ class ReactiveUsers:
             return self._say(env, state, lines[0], j)
         if phase == WAIT:
             context = state.context
-            line = self._ask("reprompt", state)
+            line = self._ask("reprompt", env, state)
             if line is None:
                 self._log(state, t, "user_gives_up", f"{context.reprompts} re-prompts unanswered")
                 return self._next_turn(env, state, j)
@@ -349,8 +358,9 @@ class ReactiveUsers:
         where = state.saying
         assert where is not None
         line, cut = where.line, state.cut
-        t = self._time(state, j)
-        state.played.append((self._played(state, where, j, cut), where))
+        played = self._played(state, where, j, cut)
+        state.played.append((played, where))
+        t = played.end  # the end of its sound, inside the frame just played
         state.saying, state.cut = None, False
         self.row[env] = 0
         self.stop_row[env] = -1
@@ -370,7 +380,7 @@ class ReactiveUsers:
                 line.kind, "it cut in"
             )
             self._log(state, t, "user_turn_end", cause)
-            state.turn_ended_frame = j
+            state.turn_ended = t
             if line.kind == "interruption":
                 state.answering = None
             if self.agent_run[env] > 0:  # the agent is already talking: that is its answer
@@ -387,7 +397,7 @@ class ReactiveUsers:
         self.phase[env] = LISTEN
         self.deadline[env] = -1
         state.context.reprompts = 0
-        plan = self._ask("during_answer", state, state.answering)
+        plan = self._ask("during_answer", env, state, state.answering)
         state.answering = None  # one overlay per answer
         if plan is None:
             self.overlay_at[env] = _NEVER
@@ -396,7 +406,7 @@ class ReactiveUsers:
         self.overlay_at[env] = max(int(after), int(self.agent_run[env]) + 1)
 
     def _next_turn(self, env: int, state: _State, j: int) -> bool:
-        turn = self._ask("next_turn", state)
+        turn = self._ask("next_turn", env, state)
         t = self._time(state, j)
         if turn is None:
             self._log(state, t, "episode_end", "the user has nothing more to say")
@@ -409,13 +419,15 @@ class ReactiveUsers:
         state.answering = turn
         state.pending = turn.parts[1:]
         state.pause_frames = max(1, round(turn.pause_s / FRAME_S))
-        self._log(state, t, "user_turn_start", f"turn {state.context.turns_taken} of the plan")
+        self._log(state, t, "user_turn_start", f"turn {state.context.turns_taken}")
         return self._say(env, state, turn.parts[0], j)
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _ask(self, decision: str, state: _State, *args: object):
+    def _ask(self, decision: str, env: int, state: _State, *args: object):
         policy = state.setup.policy
+        if self.agent_tokens is not None:
+            state.context.agent_tokens = self.agent_tokens(env)
         try:
             return getattr(policy, decision)(state.context, *args)
         except Exception as error:

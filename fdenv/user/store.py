@@ -95,6 +95,11 @@ def stored_lines(scenario: Scenario, lines: list[Line]) -> dict[Line, StoredLine
         )
     found = {}
     for index, (line, utterance) in enumerate(zip(distinct, scenario.transcripts, strict=True)):
+        if utterance.text != line.text:
+            raise ValueError(
+                f"scenario {scenario.id!r} stores {utterance.text!r} where its plan says "
+                f"{line.text!r}: the store was not made from this plan"
+            )
         offset = round(utterance.start / FRAME_S)
         frames = max(1, math.ceil((utterance.end - utterance.start) / FRAME_S - 1e-9))
         ends = tuple(
