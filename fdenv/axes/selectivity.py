@@ -11,9 +11,9 @@ went quiet after the overlap) or at ``max_duration_s``.
 Reward terms:
 - ``answer``: as in :mod:`fdenv.axes.conversation` (the question, and an interruption).
 - ``selectivity``: +1 if the agent met the overlap right (talked through a backchannel, side
-  talk or background speech: did not stop within 1 s; stopped within 2 s for an interruption),
-  -1 if not, and -1 if the overlap never came (the agent did not talk long enough to be
-  tested).
+  talk or background speech: was talking when it started and did not stop within 1 s; stopped
+  within 2 s for an interruption, or was not talking), -1 if not, and -1 if the overlap never
+  came (the agent did not talk long enough to be tested).
 - ``barge_in``: as in :mod:`fdenv.axes.conversation`.
 """
 
@@ -46,7 +46,7 @@ def selectivity_term(episode: Episode) -> float:
     first = found[0]
     if first.kind == "interruption":
         return 1.0 if yielded(first, ANSWER_WINDOW_S) else -1.0
-    return -1.0 if yielded(first, SELECTIVITY_WINDOW_S) and first.agent_talking else 1.0
+    return 1.0 if first.agent_talking and not yielded(first, SELECTIVITY_WINDOW_S) else -1.0
 
 
 @dataclass(frozen=True)
