@@ -199,3 +199,37 @@ class RuleAgent(ScriptedAgent):
         self._answer_frame[answering] += 1
         self._answer_frame[self._answer_frame >= self._answer_len] = -1
         return words
+
+
+class AlwaysYieldAgent(ScriptedAgent):
+    """Talks whenever the user has been silent for ``answer_after_s`` and stops at the first
+    frame of any sound in the user channel: the agent that yields to everything, backchannels,
+    side talk and background speech included (tau-voice's leaderboard finds this in deployed
+    systems: yield rate 1.00, backchannel selectivity near 0). It never backchannels and keeps
+    talking as long as the user lets it."""
+
+    def __init__(
+        self,
+        answer_after_s: float = RuleConfig.answer_after_s,
+        vad_threshold_db: float = RuleConfig.vad_threshold_db,
+        word_id: int = WORD_ID,
+    ) -> None:
+        if answer_after_s <= 0:
+            raise ValueError(f"answer_after_s must be > 0, got {answer_after_s}")
+        self.vad = EnergyVAD(vad_threshold_db)
+        self._after = _frames(answer_after_s)
+        self._every = RuleConfig.word_every
+        super().__init__(word_id)
+
+    def start(self, num_envs: int, partners: Partners | None = None) -> None:
+        super().start(num_envs, partners)
+        self._silence = np.zeros(num_envs, dtype=np.int64)
+
+    def _forget(self, mask: np.ndarray) -> None:
+        self._silence[mask] = 0
+
+    def _words(self, obs: np.ndarray) -> np.ndarray:
+        user = self.vad.frame_activity(obs)
+        self._silence = np.where(user, 0, self._silence + 1)
+        talking = self._silence >= self._after
+        return talking & ((self._silence - self._after) % self._every == 0)

@@ -95,6 +95,8 @@ class AxisResult:
     played: tuple[Episode, ...] = field(default=(), compare=False, repr=False)
     directions: dict[str, str] = field(default_factory=dict, compare=False)
     """Which way each metric is better (the axis' :attr:`fdenv.axes.Axis.metric_directions`)."""
+    source: str = field(default="", compare=False)
+    """What the metrics measure (the axis' :attr:`fdenv.axes.Axis.metrics_source`)."""
 
     @property
     def mean(self) -> float:
@@ -265,6 +267,7 @@ def evaluate(
             {k: tuple(float(m.get(k, math.nan)) for m in per_episode) for k in names},
             tuple(played.episodes),
             dict(spec.metric_directions),
+            spec.metrics_source,
         )
     return results
 

@@ -9,7 +9,7 @@ not a header without an arrow.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,13 @@ def metric_directions(results: dict[str, dict[str, AxisResult]]) -> dict[str, di
     return directions
 
 
+def _sources(results: Iterable[Mapping[str, AxisResult]]) -> str:
+    """What the metrics of ``results`` measure, each source once, capitalised."""
+    sources = dict.fromkeys(r.source for by_axis in results for r in by_axis.values() if r.source)
+    text = "; ".join(sources) or "Metrics"
+    return text[0].upper() + text[1:]
+
+
 def _header(axis: str, metric: str, directions: Mapping[str, str]) -> str:
     """``axis metric arrow``; ``ValueError`` if ``directions`` (the axis') lacks the metric."""
     direction = directions.get(metric)
@@ -104,8 +111,7 @@ def metrics_markdown(results: dict[str, dict[str, AxisResult]]) -> str:
     directions = metric_directions(results)
     headers = [_header(axis, metric, directions[axis]) for axis, metric in columns]
     lines = [
-        "Full-Duplex-Bench v1 metrics from the agents' text tokens (latency over take-overs "
-        "only; arrows: better direction).",
+        f"{_sources(results.values())} (arrows: better direction).",
         "",
         "| agent | " + " | ".join(headers) + " |",
         "|---|" + "---|" * len(columns),
@@ -230,8 +236,8 @@ def metric_changes_markdown(before: dict[str, AxisResult], after: dict[str, Axis
     per-episode differences, the verdict in the metric's direction), and a count of verdicts."""
     changes = paired_metric_changes(before, after)
     lines = [
-        "Full-Duplex-Bench v1 metrics, paired change after - before per held-out episode (95% "
-        "bootstrap interval; latency over the episodes where both took over; better / worse: "
+        f"{_sources([before])}: paired change after - before per held-out episode (95% "
+        "bootstrap interval; a latency over the episodes where both have one; better / worse: "
         "beyond noise in the metric's direction, same: within noise).",
         "",
         "| metric | paired change | episodes |",

@@ -71,11 +71,12 @@ def user_turn_ends(lines: Sequence[PlayedLine]) -> list[tuple[float, float]]:
 def answer_latencies(
     lines: Sequence[PlayedLine], agent_speech: Sequence[Interval]
 ) -> list[float | None]:
-    """Per user turn (:func:`user_turn_ends`), seconds from its end to the agent's first onset
-    before the user spoke again (tau-voice's L_R), 0 if the agent was already talking at the
-    end; ``None`` if the agent did not start before the user spoke again (unanswered, so not
-    counted by tau-voice's R_R)."""
-    spurts = talk_spurts(agent_speech)
+    """Per user turn (:func:`user_turn_ends`), seconds from its end to the start of the agent's
+    answer before the user spoke again (tau-voice's L_R), 0 if the agent was already answering
+    at the end; ``None`` if the agent did not answer before the user spoke again (unanswered,
+    so not counted by tau-voice's R_R). An answer is a talk spurt longer than a backchannel
+    (``MAX_BACKCHANNEL_S``): "mm-hmm" answers nothing."""
+    spurts = [s for s in talk_spurts(agent_speech) if s.duration > MAX_BACKCHANNEL_S]
     latencies: list[float | None] = []
     for end, next_start in user_turn_ends(lines):
         if any(s.start <= end < s.end for s in spurts):

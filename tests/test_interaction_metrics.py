@@ -155,8 +155,16 @@ def test_answer_latencies_already_talking_then_late_onset_then_after_the_end():
     starts at 6.5 s before the user's next line (9 s) -> 0.5. Turn C ends at 10 s, nothing
     follows, the agent starts at 12 s -> 2.0."""
     lines = [said("turn", 0.0, 2.0, 0), said("turn", 5.0, 6.0, 1), said("turn", 9.0, 10.0, 2)]
-    agent = speech((1.5, 3.0), (6.5, 8.0), (12.0, 13.0))
+    agent = speech((1.5, 3.0), (6.5, 8.0), (12.0, 13.5))
     assert answer_latencies(lines, agent) == pytest.approx([0.0, 0.5, 2.0])
+
+
+def test_a_backchannel_answers_nothing():
+    """Turn ends at 2 s; the agent says mm-hmm 2.2-2.7 s (0.5 s, a backchannel), then answers
+    3.0-4.5 s before the user speaks again at 6 s -> latency 1.0, from the real answer."""
+    lines = [said("turn", 0.0, 2.0, 0), said("turn", 6.0, 7.0, 1)]
+    agent = speech((2.2, 2.7), (3.0, 4.5))
+    assert answer_latencies(lines, agent)[0] == pytest.approx(1.0)
 
 
 def test_answer_latency_sees_through_a_breath():

@@ -122,17 +122,28 @@ def test_an_answer_is_heard_and_the_user_takes_its_next_turn_after_its_gap():
     user_plan = plan(first, second)
     line = stored(user_plan, first.parts[0])
     F = line.frames
-    start = LEAD_FRAMES + F + 3  # the agent starts 3 frames after the turn's last, for 10
-    episode, info, _ = run(make_env(user_plan), lambda k: start <= k < start + 10)
+    start = LEAD_FRAMES + F + 3  # the agent starts 3 frames after the turn's last, for 15
+    episode, info, _ = run(make_env(user_plan), lambda k: start <= k < start + 15)
     kinds = events(episode)
     latency = t(F + 3) - line.duration_s  # from the end of the turn's sound
-    assert kinds[2] == (t(F + 3), "agent_response")
+    assert kinds[2] == (t(F + 3), "agent_response")  # logged at the onset, once 13 frames long
     assert episode.events[2].cause == f"{latency:.2f} s after the user's turn ended"
-    # 10 frames of answer, then 5 silent frames (the gap): the next turn starts
-    assert kinds[3] == (t(F + 3 + 10 + 5), "user_turn_start")
+    # 15 frames of answer, then 5 silent frames (the gap): the next turn starts
+    assert kinds[3] == (t(F + 3 + 15 + 5), "user_turn_start")
     assert info["metrics"]["answer_latency"] == pytest.approx(latency, abs=1e-6)
     # the second turn is never answered: (1 - latency / 2 + 0) / 2
     assert info["reward_terms"]["answer"] == pytest.approx((1 - latency / 2.0) / 2, abs=1e-6)
+
+
+def test_a_burst_of_a_second_or_less_is_a_backchannel_and_the_user_waits_on():
+    user_plan = plan(one_line())
+    F = line_frames(user_plan, user_plan.turns[0].parts[0])
+    start = LEAD_FRAMES + F + 3  # 12 frames (0.96 s): not an answer
+    episode, info, _ = run(make_env(user_plan), lambda k: start <= k < start + 12)
+    kinds = events(episode)
+    assert "agent_response" not in [kind for _, kind in kinds]
+    assert kinds[2] == (t(F + 25), "user_reprompt")  # on the deadline set when its turn ended
+    assert info["metrics"]["response_rate"] == 0.0
 
 
 def test_talked_over_the_user_trails_off_at_a_word_boundary_then_says_it_again():
@@ -342,7 +353,7 @@ def test_an_llm_user_says_what_the_model_answers_at_turn_boundaries():
         first, second = one_line(), one_line("I like the sea.")
         F = line_frames(plan(first, second), first.parts[0])
         start = LEAD_FRAMES + F + 3
-        talk = set(range(start, start + 10)) | set(range(start + 60, start + 70))
+        talk = set(range(start, start + 15)) | set(range(start + 60, start + 75))
         episode, _, _ = run(make_env(plan(first, second), axis), lambda k: k in talk)
         asked = server.bodies[0]["messages"][1]["content"]
     assert [x.text for x in episode.user_lines][:2] == [first.text, "So what would you pack?"]
@@ -359,7 +370,7 @@ def test_an_llm_user_falls_back_to_the_plan_when_the_server_fails():
         first, second = one_line(), one_line("I like the sea.")
         F = line_frames(plan(first, second), first.parts[0])
         start = LEAD_FRAMES + F + 3
-        episode, _, _ = run(make_env(plan(first, second), axis), lambda k: start <= k < start + 10)
+        episode, _, _ = run(make_env(plan(first, second), axis), lambda k: start <= k < start + 15)
     assert [x.text for x in episode.user_lines][:2] == [first.text, second.text]
     assert policy.fallbacks == 1 and client.stats.failures["http_400"] == 1
 

@@ -22,10 +22,12 @@ Every field of :class:`agents.evaluate.EvalConfig` is a flag, the env's among th
 ``--scenarios`` plays a manifest's scenarios instead of the held-out synthetic set, and
 ``--lead-in-s`` and ``--acoustics-*`` change how the env plays them.
 
-Agents: ``silent``, ``always-talk``, ``rule`` (scripted), ``tiny-base`` (the warm-started tiny
-Moshi, built and cached on first use, about 3 minutes), ``tiny-random``, ``checkpoint:DIR`` (a
-folder written by ``export_checkpoint``: model.safetensors, mimi.safetensors, tokenizer.model,
-config.json) and ``hf:REPO`` (weights from the Hugging Face hub).
+Agents: ``silent``, ``always-talk``, ``rule``, ``always-yield`` (scripted), ``tiny-base`` (the
+warm-started tiny Moshi, built and cached on first use, about 3 minutes), ``tiny-random``,
+``checkpoint:DIR`` (a folder written by ``export_checkpoint``: model.safetensors,
+mimi.safetensors, tokenizer.model, config.json) and ``hf:REPO`` (weights from the Hugging Face
+hub). ``--axes Conversation Selectivity`` plays the closed-loop envs, whose user reacts; their
+table holds the interaction metrics.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.baselines import AlwaysTalkAgent, RuleAgent, SilentAgent
+from agents.baselines import AlwaysTalkAgent, AlwaysYieldAgent, RuleAgent, SilentAgent
 from agents.evaluate import Agent, AxisResult, EvalConfig, compare
 from agents.moshi.models import eager_on_cpu, load_checkpoint, tiny_models
 from agents.moshi.policy import MoshiPolicy
@@ -64,7 +66,7 @@ from fdenv.fdbench.score import score_folder
 from fdenv.judge.client import ChatCompletionsJudge, Judge, load_rubric
 from fdenv.judge.reward import JUDGED_AXES, judge_terms
 
-SCRIPTED = ("silent", "always-talk", "rule")
+SCRIPTED = ("silent", "always-talk", "rule", "always-yield")
 EVAL_FLAGS = ConfigFlags(
     EvalConfig,
     flatten=("env",),
@@ -80,7 +82,12 @@ PRESETS = ("tiny-base", "tiny-random")
 
 def make_agent(name: str, device: str) -> Agent:
     """The agent a command-line name stands for; ``ValueError`` lists the accepted names."""
-    scripted = {"silent": SilentAgent, "always-talk": AlwaysTalkAgent, "rule": RuleAgent}
+    scripted = {
+        "silent": SilentAgent,
+        "always-talk": AlwaysTalkAgent,
+        "rule": RuleAgent,
+        "always-yield": AlwaysYieldAgent,
+    }
     if name in scripted:
         return scripted[name]()
     if name == "tiny-base":

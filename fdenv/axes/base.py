@@ -68,6 +68,10 @@ class Axis(ABC):
 
     name: ClassVar[str]
     version: ClassVar[int] = 0
+    metrics_source: ClassVar[str] = (
+        "Full-Duplex-Bench v1 metrics from the agents' text tokens (latency over take-overs only)"
+    )
+    """What :meth:`metrics` measures, for the titles of reports."""
     closed_loop: ClassVar[bool] = False
     """Whether the user reacts to the agent (:mod:`fdenv.axes.closed_loop`) instead of
     replaying a scenario."""

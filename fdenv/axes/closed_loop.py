@@ -34,6 +34,10 @@ class ClosedLoopAxis(Axis):
     """An axis whose user reacts to the agent; subclasses make plans and score episodes."""
 
     closed_loop: ClassVar[bool] = True
+    metrics_source: ClassVar[str] = (
+        "interaction metrics of closed-loop episodes (tau-voice's definitions, see "
+        "fdenv.interaction)"
+    )
     metric_directions: ClassVar[Mapping[str, str]] = METRIC_DIRECTIONS
 
     user: UserConfig = field(default_factory=UserConfig)

@@ -53,6 +53,10 @@ class UserConfig:
     interrupt_after_s: Range = (1.5, 2.5)
     """Agent talk before the user cuts in: tau-voice does not interrupt before ~5 words, about
     2 s at 150 words per minute."""
+    answer_s: float = 1.0
+    """Agent talk after the user's turn that counts as an answer: a shorter burst is a
+    backchannel, and the user goes on waiting (the paper's backchannel reward draws the line
+    at 1 s)."""
     stop_s: float = 0.24
     """Agent silence that counts as the agent having stopped (3 frames), so that the gap
     between two words is not mistaken for a yield (our choice)."""
@@ -64,8 +68,8 @@ class UserConfig:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"UserConfig.max_reprompts must be an int >= 0, got {value!r}")
                 continue
-            if field.name == "stop_s":
-                _check_seconds("stop_s", value)
+            if field.name in ("stop_s", "answer_s"):
+                _check_seconds(field.name, value)
                 continue
             pair = _check_range(field.name, value)
             if field.name.endswith("_probability") and not 0.0 <= pair[0] <= pair[1] <= 1.0:
@@ -106,6 +110,7 @@ class UserConfig:
             backchannel_after=frames("backchannel_after_s"),
             interrupt_probability=pick("interrupt_probability"),
             interrupt_after=frames("interrupt_after_s"),
+            answer=math.floor(self.answer_s / FRAME_S + 1e-9) + 1,
             stop=max(1, round(self.stop_s / FRAME_S)),
         )
 
@@ -123,6 +128,8 @@ class UserTraits:
     backchannel_after: int
     interrupt_probability: float
     interrupt_after: int
+    answer: int
+    """Frames of agent talk that make an answer (more than ``answer_s``)."""
     stop: int
 
     def to_json(self) -> dict[str, float]:

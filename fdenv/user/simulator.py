@@ -104,6 +104,12 @@ class _State:
     """``"interruption"`` or ``"talk_through"`` while an overlap waits for the agent to stop."""
     turn_ended: float = 0.0
     """When the user's last turn (or re-prompt) ended, in seconds."""
+    waiting_since: int = 0
+    """The frame the user started waiting for an answer in."""
+    onset: float = 0.0
+    """When the agent started what may be its answer."""
+    heard_answer: bool = False
+    """The agent has talked long enough since ``onset`` to have answered."""
     turn: int = -1
     played: list[tuple[PlayedLine, _Where]] = field(default_factory=list)
     dynamic: dict[Line, Scenario] = field(default_factory=dict)
@@ -131,6 +137,10 @@ class ReactiveUsers:
         self.yieldable = np.zeros(n, dtype=bool)
         self.agent_run = np.zeros(n, dtype=np.int32)
         self.agent_quiet = np.zeros(n, dtype=np.int32)
+        self.answered = np.zeros(n, dtype=np.int32)
+        """Frames the agent has talked since it started answering (a burst up to the user's
+        ``answer`` frames is a backchannel, not an answer)."""
+        self.answer = np.full(n, _NEVER, dtype=np.int32)
         self.deadline = np.full(n, -1, dtype=np.int64)
         self.gap = np.full(n, _NEVER, dtype=np.int32)
         self.overlay_at = np.full(n, _NEVER, dtype=np.int32)
@@ -154,6 +164,8 @@ class ReactiveUsers:
         self.yieldable[env] = False
         self.agent_run[env] = 0
         self.agent_quiet[env] = 0
+        self.answered[env] = 0
+        self.answer[env] = setup.traits.answer
         self.deadline[env] = lead_frames
         self.gap[env] = setup.traits.answer_gap
         self.overlay_at[env] = _NEVER
@@ -203,6 +215,7 @@ class ReactiveUsers:
         self.agent_run = np.where(heard, self.agent_run + 1, 0)
         self.agent_quiet = np.where(heard, 0, self.agent_quiet + 1)
         talking = act & (self.phase == SPEAK)
+        self.answered += heard & (self.phase == LISTEN)
         self.row += talking
         self.overlap += heard & talking & self.yieldable
         upcoming = frame + 1
@@ -213,6 +226,7 @@ class ReactiveUsers:
             | (self.agent_quiet == self.gap)
             | (self.agent_run == self.overlay_at)
             | (self.agent_quiet == self.watch_stop)
+            | (self.answered == self.answer)
         )
         ended = np.zeros(len(due), dtype=bool)
         for env in np.flatnonzero(due).tolist():
@@ -227,6 +241,8 @@ class ReactiveUsers:
         if self.agent_run[env] == 1:
             self._agent_onset(env, state, phase, j)
             phase = int(self.phase[env])
+        if phase == LISTEN and self.answered[env] == self.answer[env] and not state.heard_answer:
+            self._answer_heard(env, state)
         if phase == SPEAK:
             return self._speaking(env, state, j)
         if self.agent_quiet[env] == self.watch_stop[env]:
@@ -249,6 +265,11 @@ class ReactiveUsers:
             self.watch_stop[env] = state.setup.traits.stop
             return self._say(env, state, line, j)
         if self.agent_quiet[env] == self.gap[env]:
+            if phase == LISTEN and not state.heard_answer:  # a backchannel: wait on
+                self.phase[env] = WAIT
+                waited = state.waiting_since + state.setup.traits.reprompt_after
+                self.deadline[env] = max(j + 1, waited)
+                return False
             if phase == LISTEN:
                 return self._next_turn(env, state, j)
             if phase == HELD:
@@ -266,8 +287,7 @@ class ReactiveUsers:
             where = "in the user's mid-turn pause" if phase == PAUSE else "while the user speaks"
             self._log(state, t, "agent_barge_in", where)
         elif phase == WAIT:
-            latency = t - state.turn_ended
-            self._log(state, t, "agent_response", f"{latency:.2f} s after the user's turn ended")
+            state.onset = t
             self._listen(env, state)
 
     def _agent_stopped(self, env: int, state: _State, j: int) -> None:
@@ -383,9 +403,10 @@ class ReactiveUsers:
             state.turn_ended = t
             if line.kind == "interruption":
                 state.answering = None
-            if self.agent_run[env] > 0:  # the agent is already talking: that is its answer
-                self._log(state, t, "agent_response", "the agent was already talking")
-                self._listen(env, state)
+            state.waiting_since = j
+            if self.agent_run[env] > 0:  # the agent is already talking: maybe its answer
+                state.onset = t
+                self._listen(env, state, int(self.agent_run[env]))
                 return False
             self.phase[env] = WAIT
             self.deadline[env] = j + state.setup.traits.reprompt_after
@@ -393,9 +414,26 @@ class ReactiveUsers:
         self.phase[env] = LISTEN  # an overlap the agent should talk through is over
         return False
 
-    def _listen(self, env: int, state: _State) -> None:
+    def _listen(self, env: int, state: _State, talked: int = 1) -> None:
+        """The agent started talking after the user's turn: an answer once it has talked for
+        the user's ``answer`` frames (:meth:`_answer_heard`)."""
         self.phase[env] = LISTEN
         self.deadline[env] = -1
+        self.answered[env] = talked
+        state.heard_answer = False
+        self.overlay_at[env] = _NEVER
+        if talked >= self.answer[env]:
+            self._answer_heard(env, state)
+
+    def _answer_heard(self, env: int, state: _State) -> None:
+        state.heard_answer = True
+        latency = state.onset - state.turn_ended
+        cause = (
+            f"{latency:.2f} s after the user's turn ended"
+            if latency > 0
+            else "the agent was already talking when the user's turn ended"
+        )
+        self._log(state, state.onset, "agent_response", cause)
         state.context.reprompts = 0
         plan = self._ask("during_answer", env, state, state.answering)
         state.answering = None  # one overlay per answer
