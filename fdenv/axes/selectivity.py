@@ -19,7 +19,7 @@ Reward terms:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -31,6 +31,7 @@ from fdenv.axes.conversation import closed_loop_terms
 from fdenv.episode import Episode
 from fdenv.interaction import ANSWER_WINDOW_S, SELECTIVITY_WINDOW_S, overlaps, yielded
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
+from fdenv.user.config import UserConfig
 from fdenv.user.plan import SIDE_TALK, Line, Turn, UserPlan
 
 OVERLAYS = ("backchannel", "side_talk", "background", "interruption")
@@ -53,6 +54,10 @@ def selectivity_term(episode: Episode) -> float:
 class Selectivity(ClosedLoopAxis):
     name: ClassVar[str] = "Selectivity"
 
+    user: UserConfig = field(default_factory=lambda: UserConfig(finish_probability=(1.0, 1.0)))
+    """The user finishes its question even when talked over: this axis tests the overlaps
+    during the answer, so an agent that never stops still gets to meet them (and a user who
+    yields its question is the Conversation axis' business)."""
     overlay_after_s: tuple[float, float] = (0.5, 1.5)
     """Agent talk before the overlap starts (our choice: early in a short answer)."""
     side_talk_gain: float = 0.6
