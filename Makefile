@@ -33,6 +33,7 @@ format: install
 
 bench: install
 	$(PY) benchmarks/env_throughput.py
+	$(PY) benchmarks/closed_loop.py
 	$(PY) benchmarks/rollout.py
 	$(PY) benchmarks/grpo_step.py
 	$(PY) benchmarks/mining.py

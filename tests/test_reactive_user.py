@@ -387,3 +387,12 @@ def test_an_llm_user_falls_back_to_the_plan_when_the_server_fails():
 )
 def test_llm_replies_are_cleaned_to_one_turn(reply, expected):
     assert clean(reply) == expected
+
+
+def test_the_guide_names_every_event_kind():
+    from pathlib import Path
+
+    from fdenv.user.events import EVENT_KINDS
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "closed_loop.md").read_text()
+    assert [kind for kind in EVENT_KINDS if f"`{kind}`" not in guide] == []
