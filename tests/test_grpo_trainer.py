@@ -142,3 +142,19 @@ def test_zero_advantage_rollouts_still_update_towards_the_reference(tmp_path):
 def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
     trainer = GRPOTrainer(config(rollouts_per_update=3), hesitant_models(5), tmp_path)
     assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2
+
+
+def test_group_rollouts_share_the_user_encoding_only_where_the_user_replays(tmp_path):
+    """A replayed scenario is the same audio for a whole group, so Mimi encodes it once per
+    group; a user who reacts hears each rollout, so the sharing switches itself off (the env
+    test of groups shows their audio part as the agents' actions differ)."""
+    replay = GRPOTrainer(config(), hesitant_models(1), tmp_path / "replay")
+    assert replay.rollout_policy.shared_inputs == 4
+    closed = GRPOTrainer(
+        config(axes=("Selectivity",), groups=1, group_size=2, lead_in_s=0.4),
+        hesitant_models(1),
+        tmp_path / "closed",
+    )
+    assert closed.rollout_policy.shared_inputs == 1
+    result = rollout(closed.rollout_policy, closed.env, seed=0)
+    assert [e.axis for e in result.episodes] == ["Selectivity", "Selectivity"]

@@ -396,3 +396,20 @@ def test_the_guide_names_every_event_kind():
 
     guide = (Path(__file__).resolve().parents[1] / "docs" / "closed_loop.md").read_text()
     assert [kind for kind in EVENT_KINDS if f"`{kind}`" not in guide] == []
+
+
+def test_a_recorded_episode_keeps_its_events_and_the_users_lines(tmp_path):
+    import json
+
+    from fdenv.wrappers import RecordEpisode
+
+    env = RecordEpisode(make_env(plan(one_line())), tmp_path)
+    run(env, lambda k: False)
+    record = json.loads((tmp_path / "episode-0000.json").read_text())
+    assert [e["kind"] for e in record["events"]][:3] == [
+        "user_turn_start",
+        "user_turn_end",
+        "user_reprompt",
+    ]
+    assert record["user_lines"][0]["text"] == "Where did you grow up as a kid?"
+    assert (tmp_path / "episode-0000.png").stat().st_size > 0
