@@ -71,19 +71,20 @@ def user_turn_ends(lines: Sequence[PlayedLine]) -> list[tuple[float, float]]:
 def answer_latencies(
     lines: Sequence[PlayedLine], agent_speech: Sequence[Interval]
 ) -> list[float | None]:
-    """Per user turn (:func:`user_turn_ends`), seconds from its end to the start of the agent's
-    answer before the user spoke again (tau-voice's L_R), 0 if the agent was already answering
-    at the end; ``None`` if the agent did not answer before the user spoke again (unanswered,
-    so not counted by tau-voice's R_R). An answer is a talk spurt longer than a backchannel
-    (``MAX_BACKCHANNEL_S``): "mm-hmm" answers nothing."""
+    """Per user turn (:func:`user_turn_ends`), seconds between its end and the start of the
+    agent's answer (tau-voice's L_R); ``None`` if the agent did not answer before the user
+    spoke again (unanswered, so not counted by tau-voice's R_R).
+
+    The answer is the first talk spurt longer than a backchannel (``MAX_BACKCHANNEL_S``:
+    "mm-hmm" answers nothing) that is still going at the turn's end or starts after it, before
+    the user's next line. One that began before the end is charged ``end - start``: barging in
+    early costs like answering late, as in the paper's turn-taking reward, so talking through
+    the whole turn is no prompt answer."""
     spurts = [s for s in talk_spurts(agent_speech) if s.duration > MAX_BACKCHANNEL_S]
     latencies: list[float | None] = []
     for end, next_start in user_turn_ends(lines):
-        if any(s.start <= end < s.end for s in spurts):
-            latencies.append(0.0)
-            continue
-        onset = next((s.start for s in spurts if end <= s.start < next_start), None)
-        latencies.append(None if onset is None else onset - end)
+        answer = next((s for s in spurts if s.end > end and s.start < next_start), None)
+        latencies.append(None if answer is None else abs(answer.start - end))
     return latencies
 
 

@@ -150,13 +150,13 @@ def test_background_speech_is_not_the_user_speaking_again():
 # --- answer_latencies -------------------------------------------------------------------------
 
 
-def test_answer_latencies_already_talking_then_late_onset_then_after_the_end():
-    """Turn A ends at 2 s while the agent talks 1.5-3 s -> 0.0. Turn B ends at 6 s, the agent
-    starts at 6.5 s before the user's next line (9 s) -> 0.5. Turn C ends at 10 s, nothing
-    follows, the agent starts at 12 s -> 2.0."""
+def test_answer_latencies_early_start_then_late_onset_then_after_the_end():
+    """Turn A ends at 2 s while the agent talks 1.5-3 s: it started 0.5 s early -> 0.5 (the
+    paper's |start - end|). Turn B ends at 6 s, the agent starts at 6.5 s before the user's next
+    line (9 s) -> 0.5. Turn C ends at 10 s, nothing follows, the agent starts at 12 s -> 2.0."""
     lines = [said("turn", 0.0, 2.0, 0), said("turn", 5.0, 6.0, 1), said("turn", 9.0, 10.0, 2)]
     agent = speech((1.5, 3.0), (6.5, 8.0), (12.0, 13.5))
-    assert answer_latencies(lines, agent) == pytest.approx([0.0, 0.5, 2.0])
+    assert answer_latencies(lines, agent) == pytest.approx([0.5, 0.5, 2.0])
 
 
 def test_a_backchannel_answers_nothing():
@@ -168,10 +168,10 @@ def test_a_backchannel_answers_nothing():
 
 
 def test_answer_latency_sees_through_a_breath():
-    """The agent's 1.9-2.1 s breath (0.2 s < 0.24 s) is inside one spurt 1-3 s, so it was still
-    talking when the turn ended at 2 s: 0.0, not an onset at 2.1 s."""
+    """The agent's 1.9-2.1 s breath (0.2 s < 0.24 s) is inside one spurt 1-3 s, which started
+    1 s before the turn ended at 2 s: 1.0, not an onset at 2.1 s (0.1)."""
     lines = [said("turn", 0.0, 2.0, 0)]
-    assert answer_latencies(lines, speech((1.0, 1.9), (2.1, 3.0))) == [0.0]
+    assert answer_latencies(lines, speech((1.0, 1.9), (2.1, 3.0))) == pytest.approx([1.0])
 
 
 def test_an_answer_after_the_user_spoke_again_is_none():
@@ -443,8 +443,9 @@ def test_closed_loop_terms_punish_stopping_for_a_backchannel_and_talking_over_a_
     """Turn 0-1 s answered at 1.5 s (latency 0.5 -> 0.75). Backchannels at 2 s (agent talks on
     to 4 s: 2 s, kept) and at 5 s (agent 4.5-5.5 s stops 0.5 s in: stopped): half stopped ->
     talk_through -0.5. Interruption 7-8 s; the agent (6.5-9.5 s) talks 2.5 s on (> 2 s) ->
-    yield -1, but it is talking when the interruption ends at 8 s (latency 0 -> 1), so answer
-    = mean(0.75, 1) = 0.875. No barge-in (onsets 1.5, 4.5, 6.5 s are outside the floor) -> 0."""
+    yield -1; the spurt going at the interruption's end (8 s) began at 6.5 s: latency 1.5 ->
+    0.25, so answer = mean(0.75, 0.25) = 0.5. No barge-in (onsets 1.5, 4.5, 6.5 s are outside
+    the floor) -> 0."""
     lines = [
         said("turn", 0.0, 1.0, 0),
         said("backchannel", 2.0, 2.3, 0),
@@ -454,19 +455,20 @@ def test_closed_loop_terms_punish_stopping_for_a_backchannel_and_talking_over_a_
     agent = speech((1.5, 4.0), (4.5, 5.5), (6.5, 9.5))
     terms = closed_loop_terms(episode(12.0, lines, agent))
     assert terms == pytest.approx(
-        {"answer": 0.875, "barge_in": 0.0, "yield": -1.0, "talk_through": -0.5}
+        {"answer": 0.5, "barge_in": 0.0, "yield": -1.0, "talk_through": -0.5}
     )
 
 
 def test_closed_loop_terms_clip_agent_speech_to_the_episode():
     """The agent talks from the lead-in (-1 s) to past the episode's end (8 s > 6 s). Clipped to
-    0-6 s it never stopped for the cut-in at 3 s -> yield -1; it was talking when both turns
-    ended (1 s, 4 s) -> answer 1; its only onset (0 s, the clip) is in the turn 0-1 s and
-    lasts 6 s -> one barge-in over 2 turns -> -0.5."""
+    0-6 s it never stopped for the cut-in at 3 s -> yield -1; its one spurt began at 0 s, 1 s
+    before the first turn ended (0.5) and 4 s before the second (0) -> answer 0.25; its only
+    onset (0 s, the clip) is in the turn 0-1 s and lasts 6 s -> one barge-in over 2 turns ->
+    -0.5."""
     lines = [said("turn", 0.0, 1.0, 0), said("interruption", 3.0, 4.0, 1)]
     terms = closed_loop_terms(episode(6.0, lines, speech((-1.0, 8.0))))
     assert terms == pytest.approx(
-        {"answer": 1.0, "barge_in": -0.5, "yield": -1.0, "talk_through": 0.0}
+        {"answer": 0.25, "barge_in": -0.5, "yield": -1.0, "talk_through": 0.0}
     )
 
 

@@ -9,8 +9,8 @@ say or at ``max_duration_s``.
 
 Reward terms (each from what happened; :mod:`fdenv.interaction` defines the measures):
 - ``answer``: mean over the user's turns of ``1 - min(L, 2) / 2``, ``L`` the answer latency in
-  seconds (tau-voice's 2 s response window), 0 for a turn not answered before the user spoke
-  again; in [0, 1].
+  seconds (tau-voice's 2 s response window; an answer begun before the turn ended is charged
+  ``end - start``), 0 for a turn not answered before the user spoke again; in [0, 1].
 - ``barge_in``: ``-min(1, n / turns)``, ``n`` the agent's talk spurts longer than 1 s (a
   backchannel is no barge-in) that start while the user holds the floor (speaking or in a
   mid-turn pause): cutting the user off.

@@ -4,9 +4,10 @@ Plan: the user asks one question; while the agent answers, ``overlay_after_s`` i
 answer, one of four things happens (Full-Duplex-Bench v1.5's overlap behaviours, tau-voice's
 selectivity): the user backchannels, speaks to someone else in the room (quieter, turned
 away), another person speaks in the background (another voice, quieter), or the user truly
-interrupts with a question. The agent should keep talking through the first three and yield
-to the last, then answer it. The episode ends when the user has nothing more to say (the agent
-went quiet after the overlap) or at ``max_duration_s``.
+interrupts with a question (half the plans; ``interruption_share``). The agent should keep
+talking through the first three and yield to the last, then answer it. The episode ends when
+the user has nothing more to say (the agent went quiet after the overlap) or at
+``max_duration_s``.
 
 Reward terms:
 - ``answer``: as in :mod:`fdenv.axes.conversation` (the question, and an interruption).
@@ -32,9 +33,7 @@ from fdenv.episode import Episode
 from fdenv.interaction import ANSWER_WINDOW_S, SELECTIVITY_WINDOW_S, overlaps, yielded
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.user.config import UserConfig
-from fdenv.user.plan import SIDE_TALK, Line, Turn, UserPlan
-
-OVERLAYS = ("backchannel", "side_talk", "background", "interruption")
+from fdenv.user.plan import SIDE_TALK, TALK_THROUGH, Line, Turn, UserPlan
 
 
 def selectivity_term(episode: Episode) -> float:
@@ -60,6 +59,10 @@ class Selectivity(ClosedLoopAxis):
     yields its question is the Conversation axis' business)."""
     overlay_after_s: tuple[float, float] = (0.5, 1.5)
     """Agent talk before the overlap starts (our choice: early in a short answer)."""
+    interruption_share: float = 0.5
+    """Share of plans whose overlap is a real interruption; the rest are backchannels, side
+    talk and background speech in equal parts. Half and half, so that neither an agent that
+    always yields nor one that never does scores above 0 on ``selectivity``."""
     side_talk_gain: float = 0.6
     """Level of speech to someone else in the room (turned away from the microphone)."""
     background_gain: float = 0.3
@@ -71,6 +74,8 @@ class Selectivity(ClosedLoopAxis):
         low, high = self.overlay_after_s
         if not 0 <= low <= high:
             raise ValueError("Selectivity.overlay_after_s must satisfy 0 <= low <= high")
+        if not 0 <= self.interruption_share <= 1:
+            raise ValueError("Selectivity.interruption_share must lie in [0, 1]")
         for name in ("side_talk_gain", "background_gain"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"Selectivity.{name} must lie in (0, 1]")
@@ -79,7 +84,10 @@ class Selectivity(ClosedLoopAxis):
         bank = load_sentence_bank()
         style = random_style(rng)
         question = unmarked(bank.questions[rng.integers(len(bank.questions))])
-        kind = OVERLAYS[rng.integers(len(OVERLAYS))]
+        if rng.random() < self.interruption_share:
+            kind = "interruption"
+        else:
+            kind = TALK_THROUGH[rng.integers(len(TALK_THROUGH))]
         if kind == "backchannel":
             overlay = bank_lines("backchannel", "backchannels", style, rng, 1)[0]
         elif kind == "interruption":
