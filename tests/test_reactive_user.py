@@ -413,3 +413,9 @@ def test_a_recorded_episode_keeps_its_events_and_the_users_lines(tmp_path):
     ]
     assert record["user_lines"][0]["text"] == "Where did you grow up as a kid?"
     assert (tmp_path / "episode-0000.png").stat().st_size > 0
+
+
+def test_a_yield_threshold_longer_than_every_turn_is_refused():
+    axis = Conversation(user=fixed_user(yield_after_s=(2.0, 2.0), reprompt_after_s=(3.0, 3.0)))
+    with pytest.raises(ValueError, match="the user could never yield"):
+        make_env(plan(one_line("Hi there.")), axis)

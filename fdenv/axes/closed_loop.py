@@ -72,7 +72,14 @@ class ClosedLoopAxis(Axis):
                 f"scenario {scenario.id!r}: axis {self.name} is closed-loop and needs a plan "
                 "(scenario.plan); recorded scenarios play on the replay axes"
             )
-        stored_lines(scenario, scenario.plan.lines())
+        lines = stored_lines(scenario, scenario.plan.lines())
+        longest = max(lines[p].duration_s for t in scenario.plan.turns for p in t.parts)
+        if self.user.yield_after_s[0] >= longest:
+            raise ValueError(
+                f"scenario {scenario.id!r}: {self.name}.user.yield_after_s "
+                f"{self.user.yield_after_s} is longer than every turn of the plan (the longest "
+                f"lasts {longest:.2f} s): the user could never yield"
+            )
 
     def user_setup(self, scenario: Scenario, rng: np.random.Generator) -> UserSetup:
         """The user of one episode of ``scenario`` (a GRPO group shares it)."""
