@@ -37,6 +37,7 @@ bench: install
 	$(PY) benchmarks/rollout.py
 	$(PY) benchmarks/grpo_step.py
 	$(PY) benchmarks/mining.py
+	$(PY) benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

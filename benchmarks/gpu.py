@@ -23,7 +23,7 @@ at most 1.3x the B=1 step; the whole kit under 8 minutes on one GPU. On a machin
 ``--preset 7b`` (the default) says the kit needs a GPU and exits 0, so ``make bench`` stays
 usable; ``--preset tiny`` runs the project's tiny random Moshi (fp32) anywhere, which the tests
 do on the CPU so that the kit cannot rot. ``make bench`` sets ``NO_TORCH_COMPILE=1``: moshi's
-few ``torch.compile``'d functions (activation, rope) then run eagerly; the header says which.
+few ``torch.compile``'d functions (activation, rope) then run eagerly; the header says so.
 
     python benchmarks/gpu.py [--preset {7b,tiny}] [--device cuda] [--steps 100]
         [--batch-sizes 1 16 64] [--lora-rank 128] [--group-size 16]
@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from moshi.modules.streaming import StreamingModule
 from moshi.utils import compile as moshi_compile
 from rollout import HBM_BYTES_PER_S, random_7b  # benchmarks/rollout.py, next to this file
 
@@ -80,12 +81,17 @@ class Preset:
 
 def build_7b(device: torch.device) -> MoshiModels:
     torch.cuda.set_device(device)  # random_7b builds on "cuda", the current device
+    torch.manual_seed(0)
     return random_7b()
+
+
+def build_tiny(device: torch.device) -> MoshiModels:
+    return tiny_models(seed=0, device=device)
 
 
 PRESETS = {
     "7b": Preset("Moshi 7B architecture, random weights", build_7b, 100, (1, 16, 64), 128, 16),
-    "tiny": Preset("the project's tiny Moshi, random weights", tiny_models, 20, (1, 16, 64), 8, 4),
+    "tiny": Preset("the project's tiny Moshi, random weights", build_tiny, 20, (1, 16, 64), 8, 4),
 }
 
 
@@ -121,7 +127,8 @@ class Measure:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    """Bytes in GiB, or in MiB below one GiB (the tiny model's weights)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def free_memory() -> None:
@@ -171,16 +178,30 @@ def streaming_step(
     measure = Measure(policy.device)
     offsets = np.arange(batch) * 7  # rows hear different frames, so Mimi encodes each
     times = []
-    policy.start(batch)
     try:
+        policy.start(batch)
         for step in range(WARMUP_STEPS + steps):
             rows = frames[(step + offsets) % len(frames)]
             seconds = measure.time(lambda rows=rows: policy.act(rows))
             if step >= WARMUP_STEPS:
                 times.append(seconds)
-    finally:
+    except torch.cuda.OutOfMemoryError:
         policy.stop()
+        drop_streaming_states(policy)
+        raise
+    policy.stop()
     return float(np.mean(times)), measure.done()
+
+
+def drop_streaming_states(policy: MoshiPolicy) -> None:
+    """Takes every module of the policy out of streaming mode after an out-of-memory error.
+
+    moshi sets a module's streaming state before its children's, and a child that fails to
+    allocate its cache (B=64's KV cache on a smaller GPU) leaves its parents streaming with no
+    context to exit: the next ``streaming()`` would fail on "already streaming"."""
+    for module in [*policy.modules(), *policy.models.mimi.modules()]:
+        if isinstance(module, StreamingModule):
+            module._streaming_state = None
 
 
 def streaming_lines(
@@ -290,7 +311,10 @@ def update(
 
 
 def grpo_lines(
-    built: list[MoshiModels], build: Callable[[], MoshiModels], args: argparse.Namespace
+    built: list[MoshiModels],
+    build: Callable[[], MoshiModels],
+    weights: int,
+    args: argparse.Namespace,
 ) -> dict[str, str]:
     """Prints measures 3 to 5; returns their peak memory. ``built`` holds the model the
     streaming measures used (taken out, so that it is freed before the full update's model is
@@ -324,7 +348,13 @@ def grpo_lines(
             peaks["full update"] = measure.peak().removeprefix("peak ")
             return line
 
-        print(f"[5] full-parameter update: {attempt(full)}", flush=True)
+        line = attempt(full)
+        if "did not fit" in line:
+            line += (
+                f"; weights, gradients, AdamW's 2 moments and the frozen reference copy alone "
+                f"take {gib(5 * weights)}"
+            )
+        print(f"[5] full-parameter update: {line}", flush=True)
         peaks.setdefault("full update", "did not fit")
         free_memory()
     return peaks
@@ -404,7 +434,7 @@ def main() -> int:
     peaks = streaming_lines(models, args, bound_s, on_7b_gpu)
     built = [models]
     del models  # grpo_lines frees it before it builds the full update's model
-    peaks |= grpo_lines(built, lambda: preset.build(device), args)
+    peaks |= grpo_lines(built, lambda: preset.build(device), weights, args)
     if device.type == "cuda":
         print("[6] peak memory        : " + ", ".join(f"{k} {v}" for k, v in peaks.items()))
     else:
