@@ -419,3 +419,44 @@ def test_a_yield_threshold_longer_than_every_turn_is_refused():
     axis = Conversation(user=fixed_user(yield_after_s=(2.0, 2.0), reprompt_after_s=(3.0, 3.0)))
     with pytest.raises(ValueError, match="the user could never yield"):
         make_env(plan(one_line("Hi there.")), axis)
+
+
+def test_the_user_decides_once_per_line_when_talked_over():
+    """The agent talks exactly the 5 frames that make the user decide, then stops: the user
+    yields once (no second decision while the overlap count stays at its threshold)."""
+    user_plan = plan(one_line("Could you tell me how long the drive to the coast takes?"))
+    talk = range(LEAD_FRAMES + 2, LEAD_FRAMES + 7)
+    episode, _, _ = run(make_env(user_plan), lambda k: k in talk)
+    kinds = [kind for _, kind in events(episode)]
+    assert kinds.count("user_yield") + kinds.count("user_continues") == 1
+
+
+def test_a_user_cut_off_by_an_agent_already_quiet_resumes_at_once():
+    """The agent stops before the user's cut line ends: when the line stops, the agent has
+    been quiet longer than the gap, so the user takes its turn up again on the next frame."""
+    turn = one_line("Supercalifragilisticexpialidocious is what she said.")
+    user_plan = plan(turn)
+    first_word = stored(user_plan, turn.parts[0]).word_ends[0]
+    assert first_word >= 12  # the long first word outlasts the agent's 5 frames and the gap
+    talk = range(LEAD_FRAMES + 1, LEAD_FRAMES + 6)
+    episode, _, _ = run(make_env(user_plan), lambda k: k in talk)
+    cut, again = episode.user_lines[0], episode.user_lines[1]
+    resume = next(e for e in episode.events if e.kind == "user_resume")
+    assert cut.cut and again.text == cut.text
+    assert resume.t == again.start == t(first_word + 1)
+
+
+def test_an_agent_that_stops_during_the_interruption_is_logged_as_yielding():
+    question = Line("turn", "Where did you grow up as a kid?", STYLE)
+    cut_in = Line("interruption", "Wait, what do you mean?", STYLE)
+    user_plan = plan(Turn((question,), overlay=cut_in, overlay_after_s=0.4))
+    F = line_frames(user_plan, question)
+    start = LEAD_FRAMES + F + 3  # answers 20 frames: heard as an answer at its 13th frame
+    axis = Selectivity(user=fixed_user())
+    episode, info, _ = run(make_env(user_plan, axis), lambda k: start <= k < start + 20)
+    kinds = events(episode)
+    interruption = next(t for t, kind in kinds if kind == "user_interruption")
+    # the overlap comes once the answer is heard (13 frames) and 5 frames are due: frame 14
+    assert interruption == t(F + 3 + 14)
+    assert (t(F + 3 + 20), "agent_yield") in kinds  # the first silent frame
+    assert info["reward_terms"]["selectivity"] == 1.0

@@ -45,6 +45,9 @@ IDLE, SPEAK, PAUSE, WAIT, LISTEN, HELD, DONE = range(7)
 waiting for an answer, listening to one, waiting to take up a turn it was cut off in, done."""
 
 _NEVER = -(2**31)
+"""A count no counter equals (counters start at 0)."""
+_LATER = 2**31 - 1
+"""A count no counter reaches."""
 _INTERRUPTING = ("turn", "reprompt")
 """Lines during which an agent onset is a barge-in and talking over makes the user yield."""
 _EVENT_OF = {
@@ -143,7 +146,8 @@ class ReactiveUsers:
         self.answer = np.full(n, _NEVER, dtype=np.int32)
         self.deadline = np.full(n, -1, dtype=np.int64)
         self.gap = np.full(n, _NEVER, dtype=np.int32)
-        self.overlay_at = np.full(n, _NEVER, dtype=np.int32)
+        self.overlay_at = np.full(n, _LATER, dtype=np.int32)
+        """Frames of answer after which the planned overlap comes (while the agent talks)."""
         self.watch_stop = np.full(n, _NEVER, dtype=np.int32)
         self._states: list[_State | None] = [None] * n
 
@@ -168,7 +172,7 @@ class ReactiveUsers:
         self.answer[env] = setup.traits.answer
         self.deadline[env] = lead_frames
         self.gap[env] = setup.traits.answer_gap
-        self.overlay_at[env] = _NEVER
+        self.overlay_at[env] = _LATER
         self.watch_stop[env] = _NEVER
 
     def finish(self, done: np.ndarray) -> None:
@@ -220,11 +224,12 @@ class ReactiveUsers:
         self.overlap += heard & talking & self.yieldable
         upcoming = frame + 1
         due = talking & ((self.row == self.stop_row) | (self.overlap == self.yield_after))
+        waiting_out = (self.phase == LISTEN) | (self.phase == HELD)
         due |= act & (
             (self.agent_run == 1)
             | (self.deadline == upcoming)
-            | (self.agent_quiet == self.gap)
-            | (self.agent_run == self.overlay_at)
+            | (waiting_out & (self.agent_quiet >= self.gap))
+            | (heard & (self.answered >= self.overlay_at))
             | (self.agent_quiet == self.watch_stop)
             | (self.answered == self.answer)
         )
@@ -243,19 +248,20 @@ class ReactiveUsers:
             phase = int(self.phase[env])
         if phase == LISTEN and self.answered[env] == self.answer[env] and not state.heard_answer:
             self._answer_heard(env, state)
-        if phase == SPEAK:
-            return self._speaking(env, state, j)
         if self.agent_quiet[env] == self.watch_stop[env]:
             self._agent_stopped(env, state, j)
+        if phase == SPEAK:
+            return self._speaking(env, state, j)
         if self.deadline[env] == j:
             self.deadline[env] = -1
             return self._deadline(env, state, phase, j)
-        if phase == LISTEN and self.agent_run[env] == self.overlay_at[env]:
-            self.overlay_at[env] = _NEVER
+        talking = self.agent_run[env] > 0
+        if phase == LISTEN and talking and self.answered[env] >= self.overlay_at[env]:
+            self.overlay_at[env] = _LATER
             assert state.overlay is not None
             line, state.overlay = state.overlay, None
             t = self._time(state, j)
-            cause = f"after {self.agent_run[env] * FRAME_S:.2f} s of the agent's answer"
+            cause = f"after {self.answered[env] * FRAME_S:.2f} s of the agent's answer"
             self._log(state, t, _EVENT_OF[line.kind], cause)
             if line.kind == "interruption":
                 state.turn += 1
@@ -264,7 +270,7 @@ class ReactiveUsers:
                 state.watching = "talk_through"
             self.watch_stop[env] = state.setup.traits.stop
             return self._say(env, state, line, j)
-        if self.agent_quiet[env] == self.gap[env]:
+        if self.agent_quiet[env] >= self.gap[env]:
             if phase == LISTEN and not state.heard_answer:  # a backchannel: wait on
                 self.phase[env] = WAIT
                 waited = state.waiting_since + state.setup.traits.reprompt_after
@@ -308,8 +314,8 @@ class ReactiveUsers:
         if self.yieldable[env] and self.overlap[env] == self.yield_after[env]:
             t = self._time(state, j)
             talked = f"talked over for {self.overlap[env] * FRAME_S:.2f} s"
+            self.yieldable[env] = False  # decided once per line
             if self._ask("finishes_when_talked_over", env, state, where.line):
-                self.yieldable[env] = False
                 self._log(state, t, "user_continues", talked)
                 return False
             said = j - where.start_frame
@@ -421,7 +427,7 @@ class ReactiveUsers:
         self.deadline[env] = -1
         self.answered[env] = talked
         state.heard_answer = False
-        self.overlay_at[env] = _NEVER
+        self.overlay_at[env] = _LATER
         if talked >= self.answer[env]:
             self._answer_heard(env, state)
 
@@ -438,10 +444,10 @@ class ReactiveUsers:
         plan = self._ask("during_answer", env, state, state.answering)
         state.answering = None  # one overlay per answer
         if plan is None:
-            self.overlay_at[env] = _NEVER
+            self.overlay_at[env] = _LATER
             return
         state.overlay, after = plan
-        self.overlay_at[env] = max(int(after), int(self.agent_run[env]) + 1)
+        self.overlay_at[env] = max(int(after), int(self.answered[env]) + 1)
 
     def _next_turn(self, env: int, state: _State, j: int) -> bool:
         turn = self._ask("next_turn", env, state)
