@@ -460,3 +460,23 @@ def test_an_agent_that_stops_during_the_interruption_is_logged_as_yielding():
     assert interruption == t(F + 3 + 14)
     assert (t(F + 3 + 20), "agent_yield") in kinds  # the first silent frame
     assert info["reward_terms"]["selectivity"] == 1.0
+
+
+class Chatty(UserPolicy):
+    """Makes up every turn after the first: ten lines the plan does not hold."""
+
+    def next_turn(self, context):
+        if context.turns_taken >= 10:
+            return None
+        return Turn((Line("turn", f"Here is made up line number {context.turns_taken}.", STYLE),))
+
+
+def test_made_up_lines_reuse_bank_slots_however_many_there_are():
+    axis = Conversation(user=fixed_user(), policy=Chatty(), max_duration_s=60.0)
+    env = fdenv.FullDuplexVectorEnv(
+        2, axis, autoreset_mode="Disabled", lead_in_s=0.4, num_scenarios=1
+    )
+    played = play(RuleAgent(), env, seed=0)
+    said = [x.text for x in played.episodes[0].user_lines if x.kind == "turn"]
+    assert len(set(said)) >= 8  # many made-up lines, each played from a bank slot
+    assert len(env._engine._bank._envs) <= 2 * env.num_envs

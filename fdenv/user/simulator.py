@@ -354,6 +354,9 @@ class ReactiveUsers:
     # -- actions ------------------------------------------------------------------------------
 
     def _say(self, env: int, state: _State, line: Line, j: int) -> bool:
+        for slot in state.slots[1:]:  # the last made-up line is over: its rows can go
+            self.bank.release(slot)
+        del state.slots[1:]
         stored = state.setup.lines.get(line)
         slot, store = state.slots[0], state.setup.store.scenario
         if stored is None:
