@@ -480,3 +480,13 @@ def test_made_up_lines_reuse_bank_slots_however_many_there_are():
     said = [x.text for x in played.episodes[0].user_lines if x.kind == "turn"]
     assert len(set(said)) >= 8  # many made-up lines, each played from a bank slot
     assert len(env._engine._bank._envs) <= 2 * env.num_envs
+
+
+@pytest.mark.slow
+def test_closed_loop_envs_are_torchrl_envs():
+    from torchrl.envs import GymEnv
+    from torchrl.envs.utils import check_env_specs
+
+    env = GymEnv("FullDuplex-Selectivity-v0", categorical_action_encoding=True, lead_in_s=0.4)
+    check_env_specs(env)
+    assert env.rollout(30)["next", "observation"].shape == (30, 1920)
