@@ -17,7 +17,13 @@ import gymnasium as gym
 import numpy as np
 
 import fdenv  # noqa: F401  (registers the environments)
-from agents.baselines import AlwaysTalkAgent, RuleAgent, ScriptedAgent, SilentAgent
+from agents.baselines import (
+    AlwaysTalkAgent,
+    AlwaysYieldAgent,
+    RuleAgent,
+    ScriptedAgent,
+    SilentAgent,
+)
 from fdenv.wrappers import RecordEpisode
 
 ENV_IDS = [
@@ -26,6 +32,8 @@ ENV_IDS = [
     "FullDuplex-Backchannel-v0",
     "FullDuplex-UserInterruption-v0",
     "FullDuplex-Mixed-v0",
+    "FullDuplex-Conversation-v0",  # closed loop: the user reacts to each agent
+    "FullDuplex-Selectivity-v0",
 ]
 
 
@@ -55,6 +63,7 @@ def main() -> None:
         "Silent": SilentAgent(),
         "AlwaysTalk": AlwaysTalkAgent(),
         "Rule": RuleAgent(),
+        "AlwaysYield": AlwaysYieldAgent(),
     }
     table: dict[str, list[float]] = {name: [] for name in agents}
     written: list[Path] = []
