@@ -140,27 +140,23 @@ class DecodingVoice(Voice):
     def speech_intervals(
         self, speaking: np.ndarray, audio: np.ndarray | None = None
     ) -> list[Interval]:
-        if audio is None:  # no frame played yet
-            return super().speech_intervals(speaking)
-        return self.vad.speech_intervals(audio, SAMPLE_RATE)
+        return self.speech_intervals_batch([(speaking, audio)])[0]
 
     def speech_intervals_batch(
         self, episodes: Sequence[tuple[np.ndarray, np.ndarray | None]]
     ) -> list[list[Interval]]:
-        """Silero over several episodes' audio in one batched pass, each episode whole (one
-        piece per stream, so each gets exactly what :meth:`speech_intervals` gives it): a
-        GRPO group's rollouts end on the same step, and one model call on 8 streams costs
-        little more than on one."""
-        if len(episodes) < 2 or any(audio is None for _, audio in episodes):
-            return super().speech_intervals_batch(episodes)
-        streams = [resample(audio, SAMPLE_RATE, SILERO_RATE) for _, audio in episodes]
-        longest = max(len(s) for s in streams) / SILERO_RATE
-        batched = BatchedSileroVAD(self.vad.config, min_piece_s=max(longest, 1.0))
-        # Times on Silero's sample grid, as SileroVAD reports them, to the last bit
-        return [
-            [Interval(_on_grid(i.start), _on_grid(i.end)) for i in intervals]
-            for intervals in batched.speech_intervals_batch(streams)
-        ]
+        """Silero over the episodes' audio in one pass (:class:`BatchedSileroVAD`, each
+        episode whole): a GRPO group's rollouts end on the same step. One episode alone takes
+        the same path, so a single env and a vector env hear the same speech."""
+        heard = {i: audio for i, (_, audio) in enumerate(episodes) if audio is not None}
+        streams = [resample(audio, SAMPLE_RATE, SILERO_RATE) for audio in heard.values()]
+        found = BatchedSileroVAD(self.vad.config).speech_intervals_batch(streams)
+        # No frame played yet, no audio: the per-frame activity, as any voice
+        result = [Voice.speech_intervals(self, speaking) for speaking, _ in episodes]
+        for index, intervals in zip(heard, found, strict=True):
+            # Times on Silero's sample grid, as SileroVAD reports them, to the last bit
+            result[index] = [Interval(_on_grid(i.start), _on_grid(i.end)) for i in intervals]
+        return result
 
 
 def _on_grid(seconds: float) -> float:

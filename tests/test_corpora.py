@@ -139,19 +139,37 @@ def test_batched_silero_equals_silero_and_is_independent_of_batching():
     audio = render()[0]
     audio16 = resample(audio, SAMPLE_RATE, 16_000)
     reference = SileroVAD().speech_intervals(audio)
-    # A stream that fits one piece: exactly Silero's own result.
-    (whole,) = BatchedSileroVAD(min_piece_s=60.0).speech_intervals_batch([audio16])
+    # The network split at its recurrence: Silero's own intervals.
+    (whole,) = BatchedSileroVAD().speech_intervals_batch([audio16])
     assert np.allclose(whole, reference, atol=1e-9)
-    # Cut into 2 s pieces (each warmed up on the second before it) run side by side in
-    # batches of 8: the same speech, boundaries within one 32 ms chunk.
-    (pieces,) = BatchedSileroVAD(min_piece_s=2.0, batch=8).speech_intervals_batch([audio16])
-    assert len(pieces) == len(reference)
-    assert np.allclose(pieces, reference, atol=0.033)
-    # Several streams in one call give each stream's own result.
-    both = BatchedSileroVAD(min_piece_s=2.0).speech_intervals_batch([audio16[:80_000], audio16])
-    assert np.allclose(both[1], pieces, atol=0.033)
+    # Small extractor blocks and several streams of different lengths in one call: each
+    # stream's own result (a shorter stream's zero padding never reaches it).
+    short = BatchedSileroVAD(block=7).speech_intervals_batch([audio16[:80_000], audio16])
+    assert np.allclose(short[1], reference, atol=1e-9)
+    (alone,) = BatchedSileroVAD().speech_intervals_batch([audio16[:80_000]])
+    assert np.allclose(short[0], alone, atol=1e-9)
     # The speech found is the script's channel 0, up to padding and gaps between words.
     assert np.allclose(merge(reference, max_gap=0.3), SCRIPT[0], atol=0.15)
+
+
+def test_batched_silero_probabilities_equal_the_model_stepped_chunk_by_chunk():
+    import torch
+
+    from fdenv.audio.vad import _silero
+
+    audio16 = resample(render()[0], SAMPLE_RATE, 16_000)[: 40 * 512 + 100]
+    (probs,) = BatchedSileroVAD(block=16).probabilities([audio16])
+    padded = np.zeros(41 * 512, dtype=np.float32)
+    padded[: audio16.size] = audio16
+    model, _ = _silero()
+    with torch.inference_mode():
+        model.reset_states()
+        chunks = torch.from_numpy(padded).reshape(41, 1, 512)
+        stepped = np.array([float(model(chunk, 16_000)[0, 0]) for chunk in chunks])
+        model.reset_states()
+    assert probs.shape == (41,)  # the partial last chunk counts, zero-padded
+    assert np.abs(probs - stepped).max() < 1e-4
+    assert probs.max() > 0.5 > probs.min()  # speech and silence both in the span
 
 
 def test_vad_backends_on_silence_and_bad_settings():
@@ -162,8 +180,8 @@ def test_vad_backends_on_silence_and_bad_settings():
         WebRTCVAD(mode=4)
     with pytest.raises(ValueError, match="frame_ms must be 10, 20 or 30"):
         WebRTCVAD(frame_ms=25)
-    with pytest.raises(ValueError, match="batch must be >= 1"):
-        BatchedSileroVAD(batch=0)
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        BatchedSileroVAD(block=0)
 
 
 def test_probability_smoothing_follows_silero_rules():

@@ -107,3 +107,36 @@ def test_energy_judges_a_trailing_partial_frame_on_its_own():
     audio = np.full(FRAME_SIZE + 100, 0.1, dtype=np.float32)
     assert EnergyVAD().speech_intervals(audio) == [Interval(0.0, audio.size / SAMPLE_RATE)]
     assert EnergyVAD().speech_intervals(np.zeros(0, dtype=np.float32)) == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 48_001])
+def test_soxr_resampling_has_the_polyphase_length_and_sound(size):
+    t = np.arange(size) / 48_000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    fast = resample(tone, 48_000, 16_000, "soxr")
+    exact = resample(tone, 48_000, 16_000)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape == (-(-size // 3),)
+    if size > 1000:  # away from the edges the two filters agree closely
+        inner = slice(100, -100)
+        assert np.abs(fast[inner] - exact[inner]).max() < 2e-3
+    rows = resample(np.stack([tone, 0.5 * tone]), 48_000, 16_000, "soxr")
+    np.testing.assert_allclose(rows, np.stack([fast, 0.5 * fast]), atol=1e-6)
+    with pytest.raises(ValueError, match="one of"):
+        resample(tone, 48_000, 16_000, "linear")
+
+
+def test_batched_silero_hears_real_speech_as_silero_does(turn_taking):
+    from fdenv.audio.vad import BatchedSileroVAD
+
+    audio, _ = turn_taking
+    reference = SileroVAD().speech_intervals(audio, 16_000)
+    (batched,) = BatchedSileroVAD().speech_intervals_batch([audio])
+    assert len(batched) == len(reference) > 0
+    assert np.allclose(batched, reference, atol=1e-9)
+    # Labelling reads 48 kHz corpora through soxr: the same speech within a chunk (32 ms).
+    at_48k = resample(audio, 16_000, 48_000)
+    (via_soxr,) = BatchedSileroVAD().speech_intervals_batch(
+        [resample(at_48k, 48_000, 16_000, "soxr")]
+    )
+    assert len(via_soxr) == len(reference)
+    assert np.allclose(via_soxr, reference, atol=0.033)

@@ -90,9 +90,12 @@ class Conversation:
         """Seconds both channels cover (the shorter one; readers bound the difference)."""
         return min(c.duration for c in self.channels)
 
-    def read(self, start_s: float, end_s: float, rate: int = SAMPLE_RATE) -> np.ndarray:
+    def read(
+        self, start_s: float, end_s: float, rate: int = SAMPLE_RATE, method: str = "polyphase"
+    ) -> np.ndarray:
         """Both channels over ``[start_s, end_s)``, float32 ``[2, n]`` in [-1, 1] at ``rate``
-        (louder samples of float files, and resampling overshoot, are clipped).
+        (louder samples of float files, and resampling overshoot, are clipped), resampled by
+        ``method`` (:func:`fdenv.audio.io.resample`).
 
         ``n = round((end_s - start_s) * rate)``. A file that holds fewer frames than its header
         promised raises :class:`SkipItem` ``truncated_audio``.
@@ -114,7 +117,7 @@ class Conversation:
             first = round((start_s - first_frame / ref.sample_rate) * rate)
             for index in indices:
                 channel = block[:, self.channels[index].channel]
-                audio = resample(channel, ref.sample_rate, rate)
+                audio = resample(channel, ref.sample_rate, rate, method)
                 piece = audio[first : first + n]
                 out[index, : piece.size] = piece
         return clip_unit(out)
