@@ -11,8 +11,9 @@ at a whole episode (intervals, rewards) runs once, at the episode's end.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +49,19 @@ class Stream(NamedTuple):
     user: UserSetup | None = None
     """A closed-loop episode: the simulated user who speaks (the scenario's audio is its clip
     store, not a recording); ``num_frames`` is then the episode's time limit."""
+
+    @property
+    def bank_key(self) -> tuple:
+        """Streams with equal keys lay out the same frames (the same scenario object and audio,
+        lead-in and context), so the frame bank loads them once. The bank keeps the stream
+        while it holds its frames, so the ids stay those of live objects."""
+        return (
+            "stream",
+            id(self.scenario),
+            id(self.scenario.audio),
+            self.lead_in_s,
+            self.context_s,
+        )
 
     @property
     def audio(self) -> np.ndarray:
@@ -116,10 +130,16 @@ class FrameBank:
     Row ``base + k`` of a stream's slot is its frame ``k``, and the row after its last frame is
     silent and unlabelled: a finished env rests there, and row 0 is such a row for envs that
     have not started; so every env's observation is one gather whether it runs or not. Envs
-    that share a stream (a GRPO group) share its slot. A slot whose last env moves on goes back
-    to a free list for the next stream, so a restart copies one stream, never the bank; the bank
-    is rebuilt only to add slots (up to one per env) or to lengthen them for a longer stream,
-    both by a growing factor, so a few times in a run.
+    that play the same frames (a GRPO group, or envs that drew the same scenario: equal
+    ``bank_key``) share a slot. A slot whose last env moves on stays loaded, idle, until a
+    stream with other frames needs it (the least recently used idle slot goes first): over a
+    pool of scenarios, a restart mostly finds its frames loaded and copies nothing, else it
+    copies one stream, never the bank. The bank is rebuilt only to add slots (up to
+    ``max_slots``, when none is free or idle) or to lengthen them for a longer stream, both by
+    a growing factor, so a few times in a run.
+
+    Loaded audio is made read-only: a scenario's audio changed in place would otherwise be
+    replayed stale from its slot.
     """
 
     def __init__(self, max_slots: int) -> None:
@@ -127,47 +147,55 @@ class FrameBank:
         self.slot_rows = 0
         self.audio = np.zeros((1, FRAME_SIZE), dtype=np.float32)
         self.user = np.zeros(1, dtype=bool)
-        self._streams: list[Stream | None] = []
+        self._streams: list[Any] = []
         self._envs: list[int] = []
-        self._slot_of: dict[int, int] = {}  # id(stream) -> slot; _streams keeps the ids alive
-        self._free: list[int] = []
+        self._slot_of: dict[Hashable, int] = {}  # bank_key -> slot, for every loaded slot
+        self._idle: OrderedDict[int, None] = OrderedDict()  # loaded, no env: oldest first
+        self._free: list[int] = []  # never loaded
 
     def base(self, slot: int) -> int:
         """The row of the slot's frame 0."""
         return 1 + slot * self.slot_rows
 
-    def acquire(self, stream: Stream) -> int:
-        """The slot holding ``stream``, loading it if no env plays it yet; one more env plays it."""
-        slot = self._slot_of.get(id(stream))
+    def acquire(self, stream: Any) -> int:
+        """The slot holding ``stream``'s frames, loading them if no slot holds them; one more
+        env plays it. ``stream`` has ``num_frames``, ``user_speaking``, ``write(out)`` and a
+        hashable ``bank_key``."""
+        slot = self._slot_of.get(stream.bank_key)
         if slot is None:
             slot = self._load(stream)
+        self._idle.pop(slot, None)
         self._envs[slot] += 1
         return slot
 
     def release(self, slot: int) -> None:
-        """One env fewer plays the slot's stream; the last one frees the slot."""
+        """One env fewer plays the slot's stream; the last one leaves it loaded, idle."""
         self._envs[slot] -= 1
         if self._envs[slot] == 0:
-            del self._slot_of[id(self._streams[slot])]
-            self._streams[slot] = None
-            self._free.append(slot)
+            self._idle[slot] = None
 
-    def _load(self, stream: Stream) -> int:
+    def _load(self, stream: Any) -> int:
         rows, slots = self.slot_rows, len(self._envs)
         if stream.num_frames + 1 > rows:
             rows = max(stream.num_frames + 1, rows * 5 // 4)
-        if not self._free:
+        if not self._free and not self._idle:
             slots = min(self.max_slots, max(1, 2 * slots))
         if (rows, slots) != (self.slot_rows, len(self._envs)):
             self._rebuild(rows, slots)
-        slot = self._free.pop()
+        if self._free:
+            slot = self._free.pop()
+        else:
+            slot, _ = self._idle.popitem(last=False)
+            del self._slot_of[self._streams[slot].bank_key]
         base = self.base(slot)
         stream.write(self.audio[base : base + stream.num_frames].reshape(-1))
         self.audio[base + stream.num_frames] = 0.0
         self.user[base : base + stream.num_frames] = stream.user_speaking
         self.user[base + stream.num_frames] = False
+        if isinstance(stream, Stream):
+            stream.scenario.audio.flags.writeable = False
         self._streams[slot] = stream
-        self._slot_of[id(stream)] = slot
+        self._slot_of[stream.bank_key] = slot
         return slot
 
     def _rebuild(self, slot_rows: int, slots: int) -> None:

@@ -49,6 +49,15 @@ def check_actions(actions: Any, nvec: np.ndarray, num_envs: int | None = None) -
     calls this, so the usual case costs a few numpy calls; finding the bad entry can wait for
     the error.
     """
+    single = num_envs is None and type(actions) is np.ndarray and actions.dtype == np.int64
+    if single and actions.shape == nvec.shape:
+        # The single env's usual case, in Python scalars: numpy's per-call cost is most of
+        # the check on 9 numbers, and the single env calls it every step.
+        for value, limit in zip(actions.tolist(), nvec.tolist(), strict=True):
+            if not 0 <= value < limit:
+                break
+        else:
+            return actions
     array = np.asarray(actions)
     expected = (len(nvec),) if num_envs is None else (num_envs, len(nvec))
     if array.shape != expected:

@@ -40,6 +40,15 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, (list, tuple))
 
 
+def _info_array(value: Any, num_envs: int) -> np.ndarray:
+    """The per-env array Gymnasium makes for an info value of this type."""
+    if type(value) in (int, float, bool) or isinstance(value, np.number):
+        return np.zeros(num_envs, dtype=type(value))
+    if isinstance(value, np.ndarray):
+        return np.zeros((num_envs, *value.shape), dtype=value.dtype)
+    return np.full(num_envs, None, dtype=object)
+
+
 class FullDuplexVectorEnv(VectorEnv):
     """``num_envs`` conversations stepped together; see :class:`fdenv.env.FullDuplexEnv`.
 
@@ -168,6 +177,27 @@ class FullDuplexVectorEnv(VectorEnv):
             "context_s": self._stream.context_s,
         }
         return self._add_info(infos, info, env)
+
+    def _add_info(
+        self, vector_infos: dict[str, Any], env_info: dict[str, Any], env_num: int
+    ) -> dict[str, Any]:
+        """Gymnasium's layout of per-env infos (an array per key, a ``_key`` mask beside it,
+        nested dicts alike), built without Gymnasium's spare mask array per key and call: an
+        episode's last info holds some thirty keys, and this ran at every episode's end."""
+        for key, value in env_info.items():
+            if isinstance(value, dict):
+                array = self._add_info(vector_infos.get(key, {}), value, env_num)
+            else:
+                array = vector_infos.get(key)
+                if array is None:
+                    array = _info_array(value, self.num_envs)
+                array[env_num] = value
+            mask = vector_infos.get(f"_{key}")
+            if mask is None:
+                mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[env_num] = True
+            vector_infos[key], vector_infos[f"_{key}"] = array, mask
+        return vector_infos
 
     def step(
         self, actions: np.ndarray

@@ -6,6 +6,7 @@ gives what the vector step gives."""
 import dataclasses
 
 import numpy as np
+import pytest
 from conftest import WORD, LevelVoice
 
 import fdenv
@@ -105,13 +106,41 @@ def test_restarts_reuse_slots_and_rebuild_the_bank_a_few_times_at_most():
 
 def test_a_group_keeps_one_copy_of_its_stream():
     env = fdenv.FullDuplexVectorEnv(8, "TurnTaking", SCENARIOS, group_size=4, lead_in_s=LEAD)
-    env.reset(seed=2)
+    env.reset(seed=2, options={"scenario": ["bank-0", "bank-1"]})
     slots = env._engine._slot
     assert len(set(slots[:4].tolist())) == 1 and len(set(slots[4:].tolist())) == 1
+    assert slots[0] != slots[4]
     rng = np.random.default_rng(3)
     for _ in range(300):
         env.step(random_actions(rng, 8))
-        assert sum(1 for users in env._engine._bank._envs if users) == 2
+        in_use = {int(slot) for slot, running in zip(slots, env._engine.running) if running}
+        assert sum(1 for users in env._engine._bank._envs if users) <= 2
+        assert len(in_use) <= 2  # one per group, or one for both on the same scenario
+
+
+def test_restarts_over_a_pool_find_their_frames_loaded_and_copy_nothing():
+    env = fdenv.FullDuplexVectorEnv(6, "TurnTaking", SCENARIOS[:3], lead_in_s=LEAD)
+    bank = env._engine._bank
+    loads = []
+    load = bank._load
+    bank._load = lambda stream: (loads.append(stream.scenario.id), load(stream))[1]
+    env.reset(seed=5)
+    rng = np.random.default_rng(2)
+    restarts = 0
+    for _ in range(300):
+        restarts += int(np.count_nonzero(env.step(random_actions(rng, 6))[2]))
+    assert restarts > 40
+    assert sorted(loads) == ["bank-0", "bank-1", "bank-2"]  # each scenario copied once
+    # Envs on the same scenario share its slot; every observation is still its own frame
+    # (test_envs_restarting_one_at_a_time_hear_their_own_streams checks the frames).
+
+
+def test_loaded_scenario_audio_cannot_change_under_the_bank():
+    fresh = dataclasses.replace(SCENARIOS[0], id="mutable", audio=SCENARIOS[0].audio.copy())
+    env = fdenv.FullDuplexEnv("TurnTaking", [fresh], lead_in_s=LEAD)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        fresh.audio[:10] = 0.5  # would be replayed stale from the loaded slot
 
 
 def toy_audio_voice() -> LevelVoice:
@@ -169,3 +198,29 @@ def test_stream_audio_is_the_same_on_every_call_and_written_over_any_content():
     np.testing.assert_array_equal(out, stream.audio)
     start = round(stream.lead_in_s * 24_000)
     assert not out[:start].any() and not out[start + len(SCENARIOS[3].audio) :].any()
+
+
+def test_vector_infos_have_gymnasiums_layout():
+    from gymnasium.vector import VectorEnv
+
+    env = fdenv.FullDuplexVectorEnv(4, "TurnTaking", SCENARIOS, lead_in_s=LEAD)
+    infos = [
+        {"a": 1, "b": 0.5, "c": True, "d": np.float64(2.0), "e": np.bool_(True)},
+        {"f": np.arange(3.0), "g": [(0.1, 0.2)], "h": "x", "n": {"m": np.float64(1.0)}},
+        {"a": 4, "n": {"m": np.float64(3.0), "k": {"z": 7}}, "g": []},
+    ]
+    ours, theirs = {}, {}
+    for env_num, info in [(2, infos[0]), (0, infos[1]), (3, infos[2]), (1, infos[0])]:
+        ours = env._add_info(ours, info, env_num)
+        theirs = VectorEnv._add_info(env, theirs, info, env_num)
+
+    def same(a: dict, b: dict) -> None:
+        assert sorted(a) == sorted(b)
+        for key in a:
+            if isinstance(a[key], dict):
+                same(a[key], b[key])
+            else:
+                assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+                assert [repr(x) for x in a[key].tolist()] == [repr(x) for x in b[key].tolist()]
+
+    same(ours, theirs)

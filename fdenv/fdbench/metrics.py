@@ -158,12 +158,19 @@ def words_from_text_tokens(
         raise ValueError(f"tokens_per_frame holds a negative id {tokens.min()}, not a text token")
     if frame_s <= 0:
         raise ValueError(f"frame_s must be > 0 seconds, got {frame_s}")
-    words = []
-    for k in np.flatnonzero((tokens != pad_id) & (tokens != epad_id)).tolist():
-        start = k * frame_s - lead_in_s
-        if start + frame_s > 1e-9:  # ends after time 0, float slivers aside
-            words.append(Word(str(tokens[k]), max(start, 0.0), start + frame_s))
-    return words
+    frames = np.flatnonzero((tokens != pad_id) & (tokens != epad_id))
+    starts = frames * frame_s - lead_in_s
+    kept = starts + frame_s > 1e-9  # ends after time 0, float slivers aside
+    frames, starts = frames[kept], starts[kept]
+    return [
+        Word(str(token), start, end)
+        for token, start, end in zip(
+            tokens[frames].tolist(),
+            np.maximum(starts, 0.0).tolist(),
+            (starts + frame_s).tolist(),
+            strict=True,
+        )
+    ]
 
 
 def episode_words(episode: Episode) -> list[Word]:

@@ -29,6 +29,11 @@ class ClipStore:
         self.num_frames = math.ceil(len(scenario.audio) / FRAME_SIZE)
         self.user_speaking = intervals_to_mask(scenario.user_speech, self.num_frames)
 
+    @property
+    def bank_key(self) -> tuple:
+        """The store itself: the frame bank loads each store once while it is in use."""
+        return ("clips", id(self))
+
     def write(self, out: np.ndarray) -> None:
         audio = self.scenario.audio
         out[: len(audio)] = audio
