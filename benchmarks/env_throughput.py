@@ -91,11 +91,18 @@ def measures(seconds: float) -> dict[str, Callable[[], tuple[float, float]]]:
         "single env N=1, FullDuplexEnv": lambda: single_env_fps(made.unwrapped, seconds),
         "single env N=1, gym.make": lambda: single_env_fps(made, seconds),
     }
-    for n in (16, 64):
-        vector = fdenv.FullDuplexVectorEnv(n, "Mixed", num_scenarios=POOL)
+    bare = fdenv.FullDuplexEnv("Mixed", num_scenarios=POOL, info_metrics=False)
+    warm(bare)
+    bare.reset(seed=0)
+    runs["single env N=1, no info metrics"] = lambda: single_env_fps(bare, seconds)
+    for n, info_metrics in ((16, True), (64, True), (64, False)):
+        vector = fdenv.FullDuplexVectorEnv(
+            n, "Mixed", num_scenarios=POOL, info_metrics=info_metrics
+        )
         warm(vector)
         vector.reset(seed=0)
-        runs[f"vector env N={n}"] = lambda vector=vector: vector_env_fps(vector, seconds)
+        name = f"vector env N={n}" + ("" if info_metrics else ", no info metrics")
+        runs[name] = lambda vector=vector: vector_env_fps(vector, seconds)
     return runs
 
 
@@ -153,17 +160,29 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
     print(f"frames/s (TextVoice), best and median of {args.repeats}; the 1-minute load average")
     print(f"over the runs was {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} cores")
-    print(f"{'':<32}{'best':>10}{'median':>10}{'best per CPU-s':>16}")
+    print(f"{'':<36}{'best':>10}{'median':>10}{'best per CPU-s':>16}")
     best = {}
     for name in runs:
         best[name] = max(wall[name])
         median = statistics.median(wall[name])
-        print(f"{name:<32}{best[name]:>10,.0f}{median:>10,.0f}{max(cpu[name]):>16,.0f}")
+        print(f"{name:<36}{best[name]:>10,.0f}{median:>10,.0f}{max(cpu[name]):>16,.0f}")
     print(f"synthesis, one process: {synthesis_ms(40):.1f} ms per scenario")
     targets = [
         verdict("single env, raw", best["single env N=1, FullDuplexEnv"], SINGLE_TARGET, "fps"),
         verdict("single env, gym.make", best["single env N=1, gym.make"], SINGLE_TARGET, "fps"),
         verdict("vector env N=64", best["vector env N=64"], VECTOR_TARGET, "fps"),
+        verdict(
+            "single env, no info metrics",
+            best["single env N=1, no info metrics"],
+            SINGLE_TARGET,
+            "fps",
+        ),
+        verdict(
+            "vector env N=64, no info metrics",
+            best["vector env N=64, no info metrics"],
+            VECTOR_TARGET,
+            "fps",
+        ),
     ]
     if args.synth_num > 0:
         minutes = synth_minutes(args.synth_num)

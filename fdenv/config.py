@@ -59,6 +59,11 @@ class EnvConfig:
     decoder, then Silero VAD: the paper's way; built from the model by the trainer and the
     evaluator), ``"auto"`` (``audio`` for a model, ``text`` for a scripted agent) or a
     :class:`fdenv.voice.Voice` object."""
+    info_metrics: bool = True
+    """Whether an episode's last info carries the axis' benchmark metrics (``info["metrics"]``:
+    Full-Duplex-Bench's, or a closed-loop axis' interaction metrics). They are about a third
+    of the work at an episode's end; a cheap policy stepping millions of frames can go without
+    (the evaluator computes them from the episodes either way)."""
 
     def __post_init__(self) -> None:
         for name in ("num_scenarios", "scenario_seed", "text_card", "audio_card"):
@@ -77,6 +82,11 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.lead_in_s must be a finite number, got {self.lead_in_s}")
         if self.lead_in_s < 0:
             raise ValueError(f"EnvConfig.lead_in_s must be >= 0, got {self.lead_in_s}")
+        if not isinstance(self.info_metrics, bool | np.bool_):
+            raise ValueError(
+                f"EnvConfig.info_metrics must be True or False, got {self.info_metrics!r}"
+            )
+        object.__setattr__(self, "info_metrics", bool(self.info_metrics))
         if self.voice is None:  # the envs' keyword default before EnvConfig
             object.__setattr__(self, "voice", "text")
         if isinstance(self.voice, str) and self.voice not in VOICES:

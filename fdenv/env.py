@@ -78,21 +78,23 @@ def check_actions(actions: Any, nvec: np.ndarray, num_envs: int | None = None) -
     return checked
 
 
-def score_episode(axis: Axis, episode: Episode) -> tuple[AxisScore, dict[str, Any]]:
+def score_episode(
+    axis: Axis, episode: Episode, with_metrics: bool = True
+) -> tuple[AxisScore, dict[str, Any]]:
     """The episode's score by ``axis`` and what the last step's info adds: the reward terms, the
-    axis' metrics (:meth:`Axis.metrics`: Full-Duplex-Bench's, or the interaction metrics of a
-    closed-loop axis; NaN where there is no value), the agent's speech, and for a closed-loop
-    axis the episode's ``events``, each with its time, kind and cause."""
+    axis' metrics if ``with_metrics`` (:meth:`Axis.metrics`: Full-Duplex-Bench's, or the
+    interaction metrics of a closed-loop axis; NaN where there is no value), the agent's speech,
+    and for a closed-loop axis the episode's ``events``, each with its time, kind and cause."""
     score = axis.score(episode)
-    metrics = axis.metrics(episode)
     final = {
         "axis": episode.axis,
         "scenario_id": episode.scenario.id,
         "reward_terms": {k: np.float64(v) for k, v in score.terms.items()},
         "stats": {k: np.float64(v) for k, v in score.stats.items()},
-        "metrics": {k: np.float64(v) for k, v in metrics.items()},
         "agent_speech": [(i.start, i.end) for i in episode.agent_speech],
     }
+    if with_metrics:
+        final["metrics"] = {k: np.float64(v) for k, v in axis.metrics(episode).items()}
     if axis.closed_loop:
         final["events"] = [e.to_json() for e in episode.events]
     return score, final
@@ -174,7 +176,8 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         if terminated:
             self._needs_reset = True
             episode = self._engine.episode(0)
-            score, final = score_episode(self.sampler.spec(episode.axis), episode)
+            axis = self.sampler.spec(episode.axis)
+            score, final = score_episode(axis, episode, self.config.info_metrics)
             reward = score.reward
             info |= final
             self.last_episode = episode

@@ -215,7 +215,8 @@ class FullDuplexVectorEnv(VectorEnv):
         }
         ended = result.done.nonzero()[0].tolist()
         for env, episode in zip(ended, self._engine.episodes(ended), strict=True):
-            score, final = score_episode(self.sampler.spec(episode.axis), episode)
+            axis = self.sampler.spec(episode.axis)
+            score, final = score_episode(axis, episode, self.config.info_metrics)
             rewards[env] = score.reward
             infos = self._add_info(infos, final, env)
         for env in restarting.nonzero()[0]:

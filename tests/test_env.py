@@ -221,3 +221,25 @@ def test_axis_weights_set_the_mix_of_axes():
         ScenarioSampler(axes, num_scenarios=1, axis_weights={a.name: 0.0 for a in axes})
     with pytest.raises(ValueError, match=">= 0"):
         ScenarioSampler(axes, num_scenarios=1, axis_weights={"TurnTaking": -1.0})
+
+
+def test_info_metrics_can_be_left_out_without_changing_rewards():
+    def last_infos(**settings) -> list[tuple[float, dict]]:
+        env = fdenv.FullDuplexVectorEnv(4, "Mixed", num_scenarios=4, **settings)
+        env.reset(seed=11)
+        actions = np.zeros((4, 9), dtype=np.int64)
+        actions[:, 0] = PAD_ID
+        ended = []
+        for step in range(400):
+            actions[:, 0] = WORD if step % 6 == 0 else PAD_ID
+            _, rewards, done, _, info = env.step(actions)
+            ended += [(float(rewards[i]), info) for i in np.flatnonzero(done)]
+        return ended
+
+    full, bare = last_infos(), last_infos(info_metrics=False)
+    assert len(full) == len(bare) > 4
+    assert [r for r, _ in full] == [r for r, _ in bare]
+    assert all("metrics" in info for _, info in full)
+    assert not any("metrics" in info for _, info in bare)
+    with pytest.raises(ValueError, match="info_metrics must be True or False"):
+        fdenv.FullDuplexEnv("TurnTaking", info_metrics="yes")
