@@ -50,9 +50,17 @@ def merge(intervals: Iterable[Interval], max_gap: float = 0.0) -> list[Interval]
 
 
 def clip(intervals: Iterable[Interval], start: float, end: float) -> list[Interval]:
-    """Cuts intervals to ``[start, end)``, dropping those left empty."""
-    clipped = (Interval(max(i.start, start), min(i.end, end)) for i in intervals)
-    return [i for i in clipped if i.end > i.start]
+    """Cuts intervals to ``[start, end)``, dropping those left empty (an interval already
+    inside is kept as it is: every episode's end clips its speech)."""
+    clipped = []
+    for interval in intervals:
+        a, b = interval
+        if start <= a and b <= end:
+            if b > a:
+                clipped.append(interval)
+        elif min(b, end) > max(a, start):
+            clipped.append(Interval(max(a, start), min(b, end)))
+    return clipped
 
 
 def frame_runs(active: np.ndarray) -> list[tuple[int, int]]:
@@ -64,7 +72,9 @@ def frame_runs(active: np.ndarray) -> list[tuple[int, int]]:
 
 def mask_to_intervals(active: np.ndarray, frame_s: float = FRAME_S) -> list[Interval]:
     """Turns a per-frame activity mask into intervals in seconds."""
-    return [Interval(a * frame_s, b * frame_s) for a, b in frame_runs(active)]
+    padded = np.concatenate(([False], np.asarray(active, dtype=bool), [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1]) * frame_s
+    return list(map(Interval, edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def intervals_to_mask(
