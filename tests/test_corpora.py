@@ -199,6 +199,41 @@ def test_probability_smoothing_follows_silero_rules():
     assert np.allclose(found, [(10 * hop, 25 * hop)])
 
 
+def test_silences_end_speech_as_silero_counts_them():
+    """Silero's get_speech_timestamps confirms a silence at a hop still below the release
+    threshold, min_silence_ms (100) after it began: 4 silent hops of 32 ms (the 4th at 96 ms)
+    are bridged, 5 (the 5th at 128 ms) end the speech. Pads (30 ms) are added in whole
+    samples, and two intervals closer than two pads share their silence."""
+    from fdenv.audio.vad import probabilities_to_intervals
+
+    hop = 0.032
+    probs = np.zeros(100, dtype=np.float32)
+    probs[10:20] = 0.9
+    probs[24:34] = 0.9  # after 4 silent hops: one interval
+    probs[39:52] = 0.9  # after 5 silent hops: a new one
+    probs[52:55] = 0.2  # below the release threshold
+    probs[55] = 0.4  # back between the thresholds: the silence that began at 52 goes on
+    probs[56] = 0.2  # 4 hops (128 ms) after 52: the speech ended at hop 52
+    probs[58:70] = 0.9
+    no_pad = VADConfig(speech_pad_ms=0)
+    found = probabilities_to_intervals(probs, hop, no_pad, duration=3.2)
+    assert np.allclose(found, [(10 * hop, 34 * hop), (39 * hop, 52 * hop), (58 * hop, 70 * hop)])
+    # Pads: 480 samples each side; the first start and the last end stop at the audio's ends.
+    padded = probabilities_to_intervals(probs, hop, VADConfig(), duration=70 * hop)
+    assert np.allclose(
+        padded,
+        [(0.29, 34 * hop + 0.03), (39 * hop - 0.03, 52 * hop + 0.03), (58 * hop - 0.03, 70 * hop)],
+    )
+    # Closer than two pads (a 20 ms min silence allows it): the 40 ms between are shared.
+    close = np.zeros(40, dtype=np.float32)
+    close[5:15] = close[17:30] = 0.9
+    tight = VADConfig(min_speech_ms=100, min_silence_ms=20, speech_pad_ms=30)
+    assert np.allclose(
+        probabilities_to_intervals(close, 0.02, tight, duration=0.8),
+        [(0.07, 0.32), (0.32, 0.63)],
+    )
+
+
 def test_sphere_files_are_written_and_read_by_soundfile(tmp_path):
     path = write_fisher(tmp_path, subtype="ULAW")
     info = sf.info(str(path))

@@ -23,7 +23,7 @@ import numpy as np
 from fdenv.audio.io import check_mono, resample
 from fdenv.constants import FRAME_S, SAMPLE_RATE
 from fdenv.optional import require
-from fdenv.timeline import Interval, clip, frame_runs, merge
+from fdenv.timeline import Interval, clip, frame_runs
 
 SILERO_RATE = 16_000
 """Rate Silero runs at; other rates are resampled with fdenv's own resampler."""
@@ -138,26 +138,66 @@ class EnergyVAD:
 
 
 def probabilities_to_intervals(
-    probs: np.ndarray, hop_s: float, config: VADConfig, duration: float
+    probs: np.ndarray,
+    hop_s: float,
+    config: VADConfig,
+    duration: float,
+    sample_rate: int = SILERO_RATE,
 ) -> list[Interval]:
-    """Speech intervals from per-hop speech probabilities, by Silero's post-processing rules.
+    """Speech intervals from per-hop speech probabilities, by the rules of Silero's own
+    ``get_speech_timestamps`` (in whole samples at ``sample_rate``, as it counts), so that a
+    stream gives the intervals :class:`SileroVAD` gives it:
 
-    Speech starts at a hop at or above ``threshold`` and lasts until the probability falls
-    below ``threshold - 0.15`` (hysteresis); silences shorter than ``min_silence_ms`` are
-    bridged, runs shorter than ``min_speech_ms`` dropped, and each run padded by
-    ``speech_pad_ms`` on both sides.
+    - speech starts at a hop at or above ``threshold``; once started, it ends where the
+      probability first falls below ``threshold - 0.15`` (hysteresis), but only if it stays
+      there: the silence is confirmed at a hop still below that level, ``min_silence_ms`` or
+      more after the silence began, and any hop back at ``threshold`` before that cancels it
+      (so a silence ends speech only when it lasts ``min_silence_ms`` plus one hop);
+    - speech of ``min_speech_ms`` or less is dropped; speech still going at the end runs to the
+      end of the audio;
+    - each interval is padded by ``speech_pad_ms``, except that two intervals closer than two
+      pads share the silence between them, half each.
     """
     probs = np.asarray(probs, dtype=np.float32)
+    hop = round(hop_s * sample_rate)
+    length = round(duration * sample_rate)
     low = max(config.threshold - 0.15, 0.01)
-    found = []
-    for a, b in frame_runs(probs >= low):
-        onsets = np.flatnonzero(probs[a:b] >= config.threshold)
-        if onsets.size:
-            found.append(Interval((a + int(onsets[0])) * hop_s, b * hop_s))
-    found = merge(found, max_gap=config.min_silence_ms / 1000 - 1e-9)
-    found = [i for i in found if i.duration >= config.min_speech_ms / 1000]
-    pad = config.speech_pad_ms / 1000
-    return merge(clip((Interval(i.start - pad, i.end + pad) for i in found), 0.0, duration))
+    min_silence = sample_rate * config.min_silence_ms / 1000
+    min_speech = sample_rate * config.min_speech_ms / 1000
+    pad = int(sample_rate * config.speech_pad_ms / 1000)
+    runs: list[list[int]] = []
+    start: int | None = None
+    silent_from: int | None = None
+    for index, prob in enumerate(probs.tolist()):
+        at = index * hop
+        if prob >= config.threshold:
+            silent_from = None
+            if start is None:
+                start = at
+            continue
+        if start is None or prob >= low:
+            continue
+        if silent_from is None:
+            silent_from = at
+        if at - silent_from < min_silence:
+            continue
+        if silent_from - start > min_speech:
+            runs.append([start, silent_from])
+        start = silent_from = None
+    if start is not None and length - start > min_speech:
+        runs.append([start, length])
+    for index, run in enumerate(runs):
+        if index == 0:
+            run[0] = max(0, run[0] - pad)
+        if index + 1 == len(runs):
+            run[1] = min(length, run[1] + pad)
+            continue
+        following = runs[index + 1]
+        silence = following[0] - run[1]
+        share = silence // 2 if silence < 2 * pad else pad
+        run[1] = min(length, run[1] + share)
+        following[0] = max(0, following[0] - share)
+    return [Interval(a / sample_rate, b / sample_rate) for a, b in runs]
 
 
 class BatchedSileroVAD:
