@@ -113,7 +113,8 @@ def test_a_group_keeps_one_copy_of_its_stream():
     rng = np.random.default_rng(3)
     for _ in range(300):
         env.step(random_actions(rng, 8))
-        in_use = {int(slot) for slot, running in zip(slots, env._engine.running) if running}
+        running = env._engine.running
+        in_use = {int(slot) for slot, on in zip(slots, running, strict=True) if on}
         assert sum(1 for users in env._engine._bank._envs if users) <= 2
         assert len(in_use) <= 2  # one per group, or one for both on the same scenario
 
