@@ -159,8 +159,8 @@ class FrameBank:
 
     def acquire(self, stream: Any) -> int:
         """The slot holding ``stream``'s frames, loading them if no slot holds them; one more
-        env plays it. ``stream`` has ``num_frames``, ``user_speaking``, ``write(out)`` and a
-        hashable ``bank_key``."""
+        env plays it. ``stream`` has ``num_frames``, ``user_speaking``, ``write(out)``, a
+        hashable ``bank_key`` and the ``scenario`` whose audio it lays out."""
         slot = self._slot_of.get(stream.bank_key)
         if slot is None:
             slot = self._load(stream)
@@ -192,8 +192,7 @@ class FrameBank:
         self.audio[base + stream.num_frames] = 0.0
         self.user[base : base + stream.num_frames] = stream.user_speaking
         self.user[base + stream.num_frames] = False
-        if isinstance(stream, Stream):
-            stream.scenario.audio.flags.writeable = False
+        stream.scenario.audio.flags.writeable = False
         self._streams[slot] = stream
         self._slot_of[stream.bank_key] = slot
         return slot

@@ -63,17 +63,21 @@ def clip(intervals: Iterable[Interval], start: float, end: float) -> list[Interv
     return clipped
 
 
+def _run_edges(active: np.ndarray) -> np.ndarray:
+    """First and stop frame of each run of ``True`` in a 1-D mask, interleaved."""
+    padded = np.concatenate(([False], np.asarray(active, dtype=bool), [False]))
+    return np.flatnonzero(padded[1:] != padded[:-1])
+
+
 def frame_runs(active: np.ndarray) -> list[tuple[int, int]]:
     """Returns ``(first, stop)`` frame indices of each run of ``True`` in a 1-D mask."""
-    padded = np.concatenate(([False], np.asarray(active, dtype=bool), [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    edges = _run_edges(active)
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
 def mask_to_intervals(active: np.ndarray, frame_s: float = FRAME_S) -> list[Interval]:
     """Turns a per-frame activity mask into intervals in seconds."""
-    padded = np.concatenate(([False], np.asarray(active, dtype=bool), [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1]) * frame_s
+    edges = _run_edges(active) * frame_s
     return list(map(Interval, edges[0::2].tolist(), edges[1::2].tolist()))
 
 

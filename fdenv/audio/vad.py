@@ -258,13 +258,7 @@ class BatchedSileroVAD:
         counts = [_chunks(s) for s in streams]
         out = torch.zeros(max(counts, default=0), len(streams), network.width)
         for index, stream in enumerate(streams):
-            # Chunk k as the model sees it: the 64 samples before it (zeros before the
-            # stream) and its 512 samples (zeros past the stream's end).
-            padded = np.zeros(network.context + counts[index] * SILERO_CHUNK, dtype=np.float32)
-            padded[network.context : network.context + stream.size] = stream
-            windows = np.lib.stride_tricks.sliding_window_view(
-                padded, network.context + SILERO_CHUNK
-            )[::SILERO_CHUNK]
+            windows = _chunk_windows(stream, network.context)
             for lo in range(0, counts[index], self.block):
                 block = torch.from_numpy(windows[lo : lo + self.block].copy())
                 out[lo : lo + len(block), index] = network.extract(block)
@@ -278,6 +272,16 @@ class BatchedSileroVAD:
 
 def _chunks(stream: np.ndarray) -> int:
     return -(-stream.size // SILERO_CHUNK)
+
+
+def _chunk_windows(stream: np.ndarray, context: int) -> np.ndarray:
+    """Every chunk of ``stream`` as the model sees it, a view ``[chunks, context + 512]``: the
+    ``context`` samples before it (zeros before the stream) and its 512 samples (zeros past the
+    stream's end)."""
+    padded = np.zeros(context + _chunks(stream) * SILERO_CHUNK, dtype=np.float32)
+    padded[context : context + stream.size] = stream
+    windows = np.lib.stride_tricks.sliding_window_view(padded, context + SILERO_CHUNK)
+    return windows[::SILERO_CHUNK]
 
 
 class _SileroNetwork:
@@ -329,9 +333,8 @@ class _SileroNetwork:
             chunks = torch.from_numpy(stream).reshape(8, 1, SILERO_CHUNK)
             stepped = np.array([float(model(c, SILERO_RATE)[0, 0]) for c in chunks])
             model.reset_states()
-            padded = np.concatenate([np.zeros(self.context, dtype=np.float32), stream])
-            windows = np.lib.stride_tricks.sliding_window_view(padded, self.context + SILERO_CHUNK)
-            features = self.extract(torch.from_numpy(windows[::SILERO_CHUNK].copy()))
+            windows = _chunk_windows(stream, self.context)
+            features = self.extract(torch.from_numpy(windows.copy()))
             split = self.recurrence(features[:, None]).numpy()[:, 0]
         if not np.allclose(split, stepped, atol=1e-4):
             raise RuntimeError(
