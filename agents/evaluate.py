@@ -165,13 +165,19 @@ def paired_change(
     return {k: (float(v.mean()), *bootstrap_interval(v)) for k, v in changes.items()}
 
 
+MIN_VERDICT_PAIRS = 6
+"""Fewest paired episodes that get a better/worse verdict. A percentile bootstrap of n pairs
+that all moved the same way excludes 0 whatever n is, yet by a sign test n agreeing pairs are
+beyond chance at the 5% level (two-sided) only from n = 6 on (2 / 2**6 = 0.031; 5 give 0.063)."""
+
+
 @dataclass(frozen=True)
 class MetricChange:
     """A metric's change from one evaluation to another on the same scenarios, episode by
     episode: the mean of the per-episode differences over the ``pairs`` episodes where both
     have a value (latency exists only where both took over), its 95% bootstrap interval, and
     the verdict in the metric's direction: ``better`` or ``worse`` when the interval excludes
-    0, else ``same`` (within noise)."""
+    0, else ``same`` (within noise); ``too few`` under :data:`MIN_VERDICT_PAIRS` pairs."""
 
     mean: float
     low: float
@@ -202,7 +208,9 @@ def paired_metric_changes(
             low, high = bootstrap_interval(diff)
             sign = 1.0 if start.directions[metric] == "up" else -1.0
             verdict = "same"
-            if min(sign * low, sign * high) > 0:
+            if diff.size < MIN_VERDICT_PAIRS:
+                verdict = "too few"
+            elif min(sign * low, sign * high) > 0:
                 verdict = "better"
             elif max(sign * low, sign * high) < 0:
                 verdict = "worse"

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from agents.evaluate import AxisResult, paired_change, paired_metric_changes, summarize_metric
+from agents.evaluate import (
+    MIN_VERDICT_PAIRS,
+    AxisResult,
+    paired_change,
+    paired_metric_changes,
+    summarize_metric,
+)
 from fdenv.plotting import save_timeline
 from fdenv.registration import get_axis
 
@@ -238,7 +244,8 @@ def metric_changes_markdown(before: dict[str, AxisResult], after: dict[str, Axis
     lines = [
         f"{_sources([before])}: paired change after - before per held-out episode (95% "
         "bootstrap interval; a latency over the episodes where both have one; better / worse: "
-        "beyond noise in the metric's direction, same: within noise).",
+        "beyond noise in the metric's direction, same: within noise, too few: under "
+        f"{MIN_VERDICT_PAIRS} episodes with both values, no verdict).",
         "",
         "| metric | paired change | episodes |",
         "|---|---|---|",

@@ -62,23 +62,38 @@ def _result(tor, latency, rewards=(0.0, 0.0, 0.0, 0.0)):
 
 def test_paired_metric_changes_pair_episode_by_episode():
     nan = float("nan")
-    before = {"TurnTaking": _result((0.0, 0.0, 1.0, 1.0), (nan, nan, 0.5, 0.9))}
-    after = {"TurnTaking": _result((1.0, 1.0, 1.0, 1.0), (0.2, 0.3, 0.3, 0.6))}
+    before = {"TurnTaking": _result((0.0, 0.0) + (1.0,) * 6, (nan, nan) + (0.5, 0.9) * 3)}
+    after = {"TurnTaking": _result((1.0,) * 8, (0.2, 0.3) + (0.3, 0.6) * 3)}
     changes = paired_metric_changes(before, after)
     tor, latency = changes["TurnTaking", "tor"], changes["TurnTaking", "latency"]
-    # TOR: differences [1, 1, 0, 0], mean 0.5; every resample's mean is in [0, 1]
-    assert (tor.mean, tor.pairs) == (0.5, 4) and 0.0 <= tor.low <= tor.high <= 1.0
-    # latency: only episodes 2 and 3 took over both times: differences -0.2 and -0.3
-    assert latency.pairs == 2 and latency.mean == pytest.approx(-0.25)
-    assert (latency.low, latency.high) == pytest.approx((-0.3, -0.2))
+    # TOR: differences [1, 1, 0 x 6], mean 0.25; every resample's mean is in [0, 1]
+    assert (tor.mean, tor.pairs) == (0.25, 8) and 0.0 <= tor.low <= tor.high <= 1.0
+    # latency: only episodes 2-7 took over both times: differences -0.2 and -0.3, three each
+    assert latency.pairs == 6 and latency.mean == pytest.approx(-0.25)
+    assert -0.3 <= latency.low < latency.high <= -0.2
     assert latency.verdict == "better"  # down is better, the whole interval is below 0
-    assert str(latency) == "-0.250 [-0.300, -0.200] better"
+
+
+def test_a_verdict_needs_six_pairs():
+    """Two pairs that both improve: the bootstrap interval excludes 0, the verdict must not
+    say better (a sign test needs six agreeing pairs for 5%)."""
+    nan = float("nan")
+    before = {"TurnTaking": _result((0.0,) * 6, (nan,) * 4 + (0.5, 0.9))}
+    after = {"TurnTaking": _result((1.0,) * 6, (nan,) * 4 + (0.3, 0.6))}
+    latency = paired_metric_changes(before, after)["TurnTaking", "latency"]
+    assert latency.pairs == 2 and latency.high < 0
+    assert latency.verdict == "too few"
+    assert str(latency) == "-0.250 [-0.300, -0.200] too few"
+    table = metric_changes_markdown(before, after)
+    assert "Better beyond noise: 1 of 2; worse beyond noise: 0." in table  # the TOR alone
 
 
 def test_paired_metric_verdicts_follow_the_direction_and_noise():
-    before = {"TurnTaking": _result((1.0,) * 4, (0.1, 0.1, 0.1, 0.1))}
-    worse = {"TurnTaking": _result((0.0,) * 4, (0.2, 0.3, 0.2, 0.3))}
-    noisy = {"TurnTaking": _result((1.0, 0.0, 1.0, 1.0), (0.0, 0.2, 0.05, 0.15))}
+    before = {"TurnTaking": _result((1.0,) * 6, (0.1,) * 6)}
+    worse = {"TurnTaking": _result((0.0,) * 6, (0.2, 0.3) * 3)}
+    noisy = {
+        "TurnTaking": _result((1.0, 0.0, 1.0, 1.0, 1.0, 1.0), (0.0, 0.2, 0.05, 0.15, 0.1, 0.1))
+    }
     changes = paired_metric_changes(before, worse)
     assert changes["TurnTaking", "tor"].verdict == "worse"
     assert changes["TurnTaking", "latency"].verdict == "worse"
@@ -86,7 +101,7 @@ def test_paired_metric_verdicts_follow_the_direction_and_noise():
     assert changes["TurnTaking", "tor"].verdict == "same"
     assert changes["TurnTaking", "latency"].verdict == "same"
     table = metric_changes_markdown(before, worse)
-    assert "| TurnTaking tor ↑ | -1.000 [-1.000, -1.000] worse | 4 |" in table
+    assert "| TurnTaking tor ↑ | -1.000 [-1.000, -1.000] worse | 6 |" in table
     assert "Better beyond noise: 0 of 2; worse beyond noise: 2." in table
 
 
