@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from fdenv.audio.io import resample
-from fdenv.audio.vad import SILERO_RATE, BatchedSileroVAD, EnergyVAD, SileroVAD
+from fdenv.audio.vad import SILERO_RATE, BatchedSileroVAD, EnergyVAD, VADConfig
 from fdenv.constants import EPAD_ID, FRAME_S, FRAME_SIZE, NUM_CODEBOOKS, PAD_ID, SAMPLE_RATE
 from fdenv.timeline import Interval, mask_to_intervals
 
@@ -117,17 +117,18 @@ class DecodingVoice(Voice):
     """A voice that decodes the agent's audio tokens to audio and hears its speech with a VAD,
     as the paper measures the generated audio.
 
-    The rewards' speech intervals come from Silero VAD over the episode's audio (its defaults
-    are those of Full-Duplex-Bench's backchannel script). The per-frame ``speaking`` is
+    The rewards' speech intervals come from Silero VAD over the episode's audio, post-processed
+    with ``vad_config`` (by default ``get_speech_timestamps``' settings, which
+    Full-Duplex-Bench's backchannel script uses). The per-frame ``speaking`` is
     provisional: a frame whose RMS exceeds ``threshold_db`` dBFS, cheap enough for every step
     but unable to tell speech from noise; it only feeds the per-step infos.
     """
 
     makes_audio = True
 
-    def __init__(self, *, threshold_db: float = -40.0, vad: SileroVAD | None = None) -> None:
+    def __init__(self, *, threshold_db: float = -40.0, vad_config: VADConfig | None = None) -> None:
         self.energy = EnergyVAD(threshold_db)
-        self.vad = vad or SileroVAD()
+        self.vad_config = vad_config or VADConfig()
 
     @abstractmethod
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -150,7 +151,7 @@ class DecodingVoice(Voice):
         the same path, so a single env and a vector env hear the same speech."""
         heard = {i: audio for i, (_, audio) in enumerate(episodes) if audio is not None}
         streams = [resample(audio, SAMPLE_RATE, SILERO_RATE) for audio in heard.values()]
-        found = BatchedSileroVAD(self.vad.config).speech_intervals_batch(streams)
+        found = BatchedSileroVAD(self.vad_config).speech_intervals_batch(streams)
         # No frame played yet, no audio: the per-frame activity, as any voice
         result = [Voice.speech_intervals(self, speaking) for speaking, _ in episodes]
         for index, intervals in zip(heard, found, strict=True):
@@ -182,7 +183,7 @@ class CodebookVoice(DecodingVoice):
         *,
         codebook: int = 0,
         threshold_db: float = -40.0,
-        vad: SileroVAD | None = None,
+        vad_config: VADConfig | None = None,
     ) -> None:
         table = np.asarray(table)
         if table.ndim != 2 or table.shape[1] != FRAME_SIZE or len(table) < 1:
@@ -194,7 +195,7 @@ class CodebookVoice(DecodingVoice):
             raise ValueError("the CodebookVoice table holds NaN or infinite samples")
         if not 0 <= codebook < NUM_CODEBOOKS:
             raise ValueError(f"codebook must be in [0, {NUM_CODEBOOKS - 1}], got {codebook}")
-        super().__init__(threshold_db=threshold_db, vad=vad)
+        super().__init__(threshold_db=threshold_db, vad_config=vad_config)
         self.table = np.clip(table, -1.0, 1.0).astype(np.float32)
         self.codebook = codebook
 
@@ -227,7 +228,7 @@ class MimiVoice(DecodingVoice):
     """
 
     def __init__(
-        self, mimi: MimiModel, *, threshold_db: float = -40.0, vad: SileroVAD | None = None
+        self, mimi: MimiModel, *, threshold_db: float = -40.0, vad_config: VADConfig | None = None
     ) -> None:
         if mimi.is_streaming:
             raise ValueError(
@@ -241,7 +242,7 @@ class MimiVoice(DecodingVoice):
             )
         if mimi.total_codebooks < NUM_CODEBOOKS:
             raise ValueError(f"Mimi has {mimi.total_codebooks} codebooks, needs {NUM_CODEBOOKS}")
-        super().__init__(threshold_db=threshold_db, vad=vad)
+        super().__init__(threshold_db=threshold_db, vad_config=vad_config)
         self.mimi = copy.deepcopy(mimi).eval()
         self.audio_card = int(mimi.cardinality)
         self._stream: ExitStack | None = None

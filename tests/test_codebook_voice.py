@@ -7,19 +7,12 @@ import pytest
 from agents.moshi.codebook_voice import codebook_voice
 from agents.moshi.models import tiny_models
 from agents.moshi.warmstart_data import encode, silence_codes
-from fdenv.audio.vad import SileroVAD
+from fdenv.audio.vad import SileroVAD, VADConfig
 from fdenv.axes import TurnTaking
 from fdenv.constants import FRAME_SIZE, SAMPLE_RATE
 from fdenv.scenarios.synthetic import make_scenario
 from fdenv.timeline import total_duration
 from fdenv.voice import CodebookVoice
-
-
-class NoVAD(SileroVAD):
-    """Stands in for Silero where a test only looks up frames."""
-
-    def __init__(self):
-        pass
 
 
 def table() -> np.ndarray:
@@ -30,7 +23,7 @@ def table() -> np.ndarray:
 
 
 def test_each_frame_is_the_row_of_its_code():
-    voice = CodebookVoice(table(), vad=NoVAD())
+    voice = CodebookVoice(table())
     voice.reset(3)
     actions = np.zeros((3, 9), dtype=np.int64)
     actions[:, 1] = [0, 1, 2]  # first codebook
@@ -42,7 +35,7 @@ def test_each_frame_is_the_row_of_its_code():
 
 
 def test_another_codebook_can_be_read():
-    voice = CodebookVoice(table(), codebook=3, vad=NoVAD())
+    voice = CodebookVoice(table(), codebook=3)
     actions = np.zeros((1, 9), dtype=np.int64)
     actions[0, 4] = 1
     assert voice.step(actions).speaking.tolist() == [True]
@@ -59,12 +52,12 @@ def test_another_codebook_can_be_read():
 )
 def test_bad_tables_are_refused(rows, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        CodebookVoice(rows, vad=NoVAD(), **kwargs)
+        CodebookVoice(rows, **kwargs)
 
 
 @pytest.mark.parametrize("code", [3, -1])
 def test_codes_outside_the_table_are_refused(code):
-    voice = CodebookVoice(table(), vad=NoVAD())
+    voice = CodebookVoice(table())
     actions = np.zeros((2, 9), dtype=np.int64)
     actions[1, 1] = code
     with pytest.raises(ValueError, match="outside the voice's table of 3 codes"):
@@ -103,3 +96,19 @@ def test_batched_silero_gives_each_episode_its_own_result():
     batched = voice.speech_intervals_batch(episodes)
     alone = [voice.speech_intervals(s, a) for s, a in episodes]
     assert batched == alone and len(alone[0]) > 0 and alone[1] == []
+
+
+def test_the_voice_hears_with_its_vad_config():
+    # A voice's VAD settings are the ones its episodes are heard with: SileroVAD with the same
+    # config gives the same intervals, and a minimum speech longer than the clip hears none.
+    voice_table = codebook_voice(tiny_models(seed=0).mimi).table
+    speech = make_scenario(TurnTaking(), 3, 1).audio
+    speech = speech[: len(speech) // FRAME_SIZE * FRAME_SIZE]
+    episode = (np.zeros(len(speech) // FRAME_SIZE, bool), speech)
+    strict = VADConfig(threshold=0.8, min_silence_ms=300)
+    heard = CodebookVoice(voice_table, vad_config=strict).speech_intervals(*episode)
+    default = CodebookVoice(voice_table).speech_intervals(*episode)
+    alone = SileroVAD(strict).speech_intervals(speech, SAMPLE_RATE)
+    assert heard == alone and heard != default
+    never = VADConfig(min_speech_ms=round(1000 * len(speech) / SAMPLE_RATE) + 1000)
+    assert CodebookVoice(voice_table, vad_config=never).speech_intervals(*episode) == []
