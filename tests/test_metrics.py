@@ -33,6 +33,7 @@ from fdenv.fdbench.metrics import (
     turn_taking,
     user_interruption,
     words_from_text_tokens,
+    words_in_segment,
 )
 from fdenv.scenario import Word
 from fdenv.timeline import Interval
@@ -392,6 +393,20 @@ def test_backchannel_short_segment_rule(segment, spans, tor):
     result = backchannel([Interval(*segment)], words(*spans), 5.0, GT)
     assert result.tor == tor
     assert result.backchannels == (Interval(*segment),)  # <= 3 s always counts
+
+
+def test_words_in_segment_follow_the_scripts_overlap_rule():
+    segments = [Interval(1.0, 1.5), Interval(2.0, 3.0), Interval(5.0, 6.0)]
+    spoken = words(
+        (2.5, 2.7),  # inside the second (the words need not be in order)
+        (0.5, 1.0),  # ends at the first's start: out
+        (1.4, 2.2),  # across the first's end and the second's start: in both
+        (3.0, 3.3),  # starts at the second's end: in
+        (5.0, 5.0),  # no length, at the third's start: in
+        (6.5, 7.0),  # after every segment
+    )
+    assert [words_in_segment(s, spoken) for s in segments] == [1, 3, 1]
+    assert words_in_segment(segments[0], []) == 0
 
 
 def test_backchannel_modes_differ_on_the_last_segment():
