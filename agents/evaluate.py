@@ -26,7 +26,7 @@ from fdenv.env import make_sampler
 from fdenv.episode import Episode
 from fdenv.manifest import Manifest
 from fdenv.play import play
-from fdenv.registration import expand_axes
+from fdenv.registration import expand_axes, get_axis
 from fdenv.sampler import ScenariosArg
 from fdenv.vector import FullDuplexVectorEnv
 
@@ -97,6 +97,10 @@ class AxisResult:
     """Which way each metric is better (the axis' :attr:`fdenv.axes.Axis.metric_directions`)."""
     source: str = field(default="", compare=False)
     """What the metrics measure (the axis' :attr:`fdenv.axes.Axis.metrics_source`)."""
+    paper_rewards: tuple[float, ...] = ()
+    """Where the axis scored with settings other than its registered ones (a remedy such as
+    ``Backchannel(max_backchannel_words=2)``): the registered axis' rewards, the paper's
+    rules, on the same episodes; empty otherwise."""
 
     @property
     def mean(self) -> float:
@@ -269,6 +273,7 @@ def evaluate(
         vector.close()
         per_episode = [spec.metrics(e) for e in played.episodes]
         names = list(dict.fromkeys(k for m in per_episode for k in m))  # the axis' order
+        registered = get_axis(spec.name)
         results[spec.name] = AxisResult(
             spec.name,
             tuple(float(r) for r in played.rewards),
@@ -276,6 +281,9 @@ def evaluate(
             tuple(played.episodes),
             dict(spec.metric_directions),
             spec.metrics_source,
+            ()
+            if spec == registered
+            else tuple(float(registered.score(e).reward) for e in played.episodes),
         )
     return results
 

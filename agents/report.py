@@ -8,6 +8,7 @@ not a header without an arrow.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -216,25 +217,54 @@ def save_timelines(results: dict[str, dict[str, AxisResult]], folder: Path, coun
 
 def summary_table(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
     """Markdown: held-out mean reward per axis before and after (95% intervals), and the
-    change measured scenario by scenario (95% interval)."""
+    change measured scenario by scenario (95% interval). Where an axis was scored with a
+    remedy instead of the paper's rule, rows below score the same episodes by the paper's."""
+    lines = ["| axis | before | after | paired change |", "|---|---|---|---|"]
+    lines += _change_rows(before, after, "", "mean over axes")
+    remedied = [a for a, r in before.items() if r.paper_rewards]
+    if remedied:
+        lines += _change_rows(
+            paper_scored(before),
+            paper_scored(after),
+            ", paper's rule",
+            "mean over axes, paper's rules",
+            remedied,
+        )
+    return "\n".join(lines)
+
+
+def paper_scored(results: dict[str, AxisResult]) -> dict[str, AxisResult]:
+    """``results`` with each remedied axis' rewards replaced by the paper's rule's on the same
+    episodes (:attr:`AxisResult.paper_rewards`)."""
+    return {
+        a: dataclasses.replace(r, rewards=r.paper_rewards) if r.paper_rewards else r
+        for a, r in results.items()
+    }
+
+
+def _change_rows(
+    before: dict[str, AxisResult],
+    after: dict[str, AxisResult],
+    suffix: str,
+    mean_label: str,
+    axes: list[str] | None = None,
+) -> list[str]:
     change = paired_change(before, after)
-    lines = [
-        "| axis | before | after | paired change |",
-        "|---|---|---|---|",
-    ]
-    for axis, start in before.items():
+    lines = []
+    for axis in axes or before:
         mean, low, high = change[axis]
         lines.append(
-            f"| {axis} | {start} | {after[axis]} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
+            f"| {axis}{suffix} | {before[axis]} | {after[axis]} | "
+            f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
         )
     mean, low, high = change["mean"]
     mean_before = np.mean([r.mean for r in before.values()])
     mean_after = np.mean([r.mean for r in after.values()])
     lines.append(
-        f"| mean over axes | {mean_before:+.3f} | {mean_after:+.3f} | "
+        f"| {mean_label} | {mean_before:+.3f} | {mean_after:+.3f} | "
         f"{mean:+.3f} [{low:+.3f}, {high:+.3f}] |"
     )
-    return "\n".join(lines)
+    return lines
 
 
 def metric_changes_markdown(before: dict[str, AxisResult], after: dict[str, AxisResult]) -> str:
@@ -313,6 +343,7 @@ def eval_json(results: dict[str, AxisResult]) -> dict[str, dict[str, Any]]:
             "metrics": {name: metric_json(values) for name, values in r.metrics.items()},
             "directions": dict(r.directions),
         }
+        | ({"paper_rewards": list(r.paper_rewards)} if r.paper_rewards else {})
         for a, r in results.items()
     }
 
@@ -329,6 +360,7 @@ def results_from_json(logged: dict[str, dict[str, Any]]) -> dict[str, AxisResult
                 for name, metric in entry.get("metrics", {}).items()
             },
             directions=dict(entry.get("directions", {})),
+            paper_rewards=tuple(entry.get("paper_rewards", ())),
         )
         for axis, entry in logged.items()
     }

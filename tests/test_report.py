@@ -10,7 +10,13 @@ import pytest
 
 from agents.baselines import SilentAgent
 from agents.evaluate import AxisResult, compare, paired_metric_changes
-from agents.report import eval_json, metric_changes_markdown, metrics_markdown, results_from_json
+from agents.report import (
+    eval_json,
+    metric_changes_markdown,
+    metrics_markdown,
+    results_from_json,
+    summary_table,
+)
 from fdenv.registration import register_axis, unregister_axis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
@@ -111,3 +117,32 @@ def test_a_metric_no_episode_pairs_is_shown_as_missing():
     after = {"TurnTaking": _result((1.0,) * 4, (0.2,) * 4)}
     latency = paired_metric_changes(before, after)["TurnTaking", "latency"]
     assert latency.pairs == 0 and str(latency) == "n/a"
+
+
+def test_the_summary_scores_a_remedied_axis_by_the_paper_rule_too():
+    # Backchannel trained with a remedy: its rewards are the remedy's, paper_rewards the
+    # paper's rule on the same episodes. Pause: plain (no extra row).
+    before = {
+        "PauseHandling": AxisResult("PauseHandling", (0.0, -1.0)),
+        "Backchannel": AxisResult("Backchannel", (0.0, 0.5), paper_rewards=(0.5, 0.5)),
+    }
+    after = {
+        "PauseHandling": AxisResult("PauseHandling", (0.0, 0.0)),
+        "Backchannel": AxisResult("Backchannel", (1.0, 1.0), paper_rewards=(1.0, 0.5)),
+    }
+    rows = summary_table(before, after).splitlines()
+    # remedy: changes +1.0, +0.5 (mean +0.75); pause +0, +1 (+0.5); per scenario (0.5, 0.75)
+    assert rows[3].startswith("| Backchannel | +0.250") and rows[3].endswith(
+        "| +0.750 [+0.500, +1.000] |"
+    )
+    assert rows[4] == "| mean over axes | -0.125 | +0.500 | +0.625 [+0.500, +0.750] |"
+    # paper's rule: changes +0.5, 0 (mean +0.25); per scenario means (0.25, 0.5)
+    assert rows[5].startswith("| Backchannel, paper's rule | +0.500")
+    assert rows[5].endswith("| +0.250 [+0.000, +0.500] |")
+    assert (
+        rows[6] == "| mean over axes, paper's rules | +0.000 | +0.375 | +0.375 [+0.250, +0.500] |"
+    )
+    assert len(rows) == 7
+    logged = json.loads(json.dumps(eval_json(after)))
+    assert results_from_json(logged)["Backchannel"].paper_rewards == (1.0, 0.5)
+    assert "paper_rewards" not in logged["PauseHandling"]
