@@ -16,6 +16,11 @@ to it, and a take-over to Full-Duplex-Bench (more than 2 words in a segment). Wi
 ``max_backchannel_words`` set (the benchmark's 2), an interval with more words than that (the
 agent's text tokens within it, counted the benchmark's way) is a takeover too. Off by default:
 the paper's rule.
+
+F1 charges a takeover no more than one spare backchannel (with one true backchannel, a hit plus
+a takeover scores 0.67, as does a hit plus an extra "mm-hmm"), while the benchmark's TOR fails
+the whole episode on any take-over. With ``takeover_fails`` an episode with a takeover scores
+0, as the benchmark counts it. Off by default: the paper's rule.
 """
 
 from __future__ import annotations
@@ -61,9 +66,11 @@ def backchannel_f1(
     max_backchannel_s: float = 1.0,
     tolerance_s: float = 1.0,
     too_wordy: Sequence[bool] | None = None,
+    takeover_fails: bool = False,
 ) -> tuple[float, dict[str, float]]:
     """Returns F1 and its counts (true positives, backchannels, takeovers, ground truth).
-    ``too_wordy`` marks intervals that are takeovers whatever their length."""
+    ``too_wordy`` marks intervals that are takeovers whatever their length; with
+    ``takeover_fails`` any takeover makes F1 0."""
     wordy = list(too_wordy) if too_wordy is not None else [False] * len(agent_speech)
     short = [
         i.duration <= max_backchannel_s and not w for i, w in zip(agent_speech, wordy, strict=True)
@@ -74,6 +81,8 @@ def backchannel_f1(
     predicted = len(backchannels) + takeovers
     total = predicted + len(truth)
     f1 = 1.0 if total == 0 else 2.0 * hits / total
+    if takeover_fails and takeovers:
+        f1 = 0.0
     counts = {
         "true_positives": float(hits),
         "backchannels": float(len(backchannels)),
@@ -100,6 +109,9 @@ class Backchannel(Axis):
     max_backchannel_words: int | None = None
     """``None``: the paper's rule (durations only); a number (the benchmark's 2): an interval
     holding more of the agent's word tokens than this is a takeover."""
+    takeover_fails: bool = False
+    """``False``: the paper's F1; ``True``: an episode with any takeover scores 0, as the
+    benchmark's TOR counts it."""
     min_utterance_s: float = 5.0
     """tau_min of the backchannel axis."""
     sentence_gap_s: tuple[float, float] = (0.35, 0.9)
@@ -114,6 +126,8 @@ class Backchannel(Axis):
             raise ValueError(f"max_backchannel_words must be None or an integer, got {words!r}")
         if words is not None and words < 1:
             raise ValueError(f"max_backchannel_words must be >= 1, got {words}")
+        if not isinstance(self.takeover_fails, bool):
+            raise ValueError(f"takeover_fails must be True or False, got {self.takeover_fails!r}")
 
     def score(self, episode: Episode) -> AxisScore:
         speech = episode.agent_speech_in_window()
@@ -128,6 +142,7 @@ class Backchannel(Axis):
             self.max_backchannel_s,
             self.tolerance_s,
             wordy,
+            self.takeover_fails,
         )
         return AxisScore(terms={"backchannel": f1}, stats=counts)
 
