@@ -13,8 +13,9 @@ ENV = {**os.environ, "NO_TORCH_COMPILE": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
+    """Runs a script; the timeout guards against a hang (a busy 2-core machine took over 120 s)."""
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120
+        [sys.executable, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
     )
 
 
