@@ -10,6 +10,8 @@ Mined scenarios keep the recording that preceded them (:class:`fdenv.scenario.Co
 ``reset(options={"context_s": x})`` plays up to ``x`` seconds of its user channel between the
 silence and the scenario (the paper's context curriculum); the reset info's ``context_s`` says
 how much was played (0 for a scenario without context). Rewards still look at the scenario only.
+``reset(options={"axis": name})`` draws the scenario from that axis (an env of several axes
+otherwise draws the axis too); ``options={"scenario": s}`` plays ``s`` (a Scenario or an id).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from fdenv.env import (
 from fdenv.episode import Episode
 from fdenv.sampler import ScenariosArg
 
-PER_GROUP = ("scenario", "context_s")
+PER_GROUP = ("scenario", "axis", "context_s")
 """Reset options that may list one value per group."""
 
 
@@ -56,7 +56,8 @@ class FullDuplexVectorEnv(VectorEnv):
     :class:`fdenv.config.EnvConfig` field as a keyword), and:
         group_size: consecutive envs that share a scenario (must divide ``num_envs``).
             ``reset(options={"scenario": s})`` pins every group to ``s`` (a Scenario or id);
-            a list pins group ``g`` to its ``g``-th entry. ``options={"context_s": x}`` (or a
+            a list pins group ``g`` to its ``g``-th entry; ``options={"axis": name}`` (or a
+            list per group) draws the scenario from that axis. ``options={"context_s": x}`` (or a
             list per group) plays up to ``x`` seconds of the recording before the scenario,
             where the scenario has one (see :class:`fdenv.env.FullDuplexEnv`).
         autoreset_mode: ``NEXT_STEP`` (Gymnasium's default: a finished env restarts on the

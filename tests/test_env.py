@@ -223,6 +223,47 @@ def test_axis_weights_set_the_mix_of_axes():
         ScenarioSampler(axes, num_scenarios=1, axis_weights={"TurnTaking": -1.0})
 
 
+def test_balanced_axes_give_each_axis_the_floor_or_ceiling_of_its_share():
+    from collections import Counter
+
+    from fdenv.axes import PAPER_AXES
+    from fdenv.sampler import ScenarioSampler
+
+    axes = list(PAPER_AXES)
+    rng = np.random.default_rng(0)
+    uniform = ScenarioSampler(axes, num_scenarios=1)
+    for _ in range(50):  # 4 groups over 4 equal axes: each axis once, in some order
+        assert sorted(uniform.balanced_axes(4, rng)) == sorted(a.name for a in axes)
+    orders = Counter(tuple(uniform.balanced_axes(4, rng)) for _ in range(2000))
+    assert len(orders) == 24  # every order of the four occurs
+    # PauseHandling 2/5 of 4 groups = 1.6: once or twice; the others 0.8: never twice
+    weighted = ScenarioSampler(axes, num_scenarios=1, axis_weights={"PauseHandling": 2.0})
+    plans = [Counter(weighted.balanced_axes(4, rng)) for _ in range(4000)]
+    assert all(1 <= plan["PauseHandling"] <= 2 and max(plan.values()) <= 2 for plan in plans)
+    pause_share = sum(plan["PauseHandling"] for plan in plans) / (4 * 4000)
+    assert abs(pause_share - 0.4) < 0.01  # the weights' mean holds
+    assert Counter(weighted.balanced_axes(1, rng)[0] for _ in range(5000))["PauseHandling"] > 1800
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="count must be an int >= 1"):
+            uniform.balanced_axes(bad, rng)
+
+
+def test_reset_option_axis_draws_the_scenario_from_that_axis():
+    venv = fdenv.FullDuplexVectorEnv(4, "Mixed", group_size=2, num_scenarios=3)
+    for plan in (["Backchannel", "PauseHandling"], ["UserInterruption", "UserInterruption"]):
+        _, infos = venv.reset(seed=5, options={"axis": plan})
+        assert list(infos["axis"]) == [plan[0], plan[0], plan[1], plan[1]]
+    _, infos = venv.reset(seed=5, options={"axis": "TurnTaking"})
+    assert set(infos["axis"]) == {"TurnTaking"}
+    with pytest.raises(ValueError, match="must name one of this env's axes"):
+        venv.reset(options={"axis": "Greeting"})
+    with pytest.raises(ValueError, match="lists 3 values for 2 groups"):
+        venv.reset(options={"axis": ["TurnTaking"] * 3})
+    single = gym.make("FullDuplex-TurnTaking-v0", num_scenarios=2)
+    with pytest.raises(ValueError, match="must name one of this env's axes"):
+        single.reset(options={"axis": "Backchannel"})
+
+
 def test_info_metrics_can_be_left_out_without_changing_rewards():
     def last_infos(**settings) -> list[tuple[float, dict]]:
         env = fdenv.FullDuplexVectorEnv(4, "Mixed", num_scenarios=4, **settings)

@@ -144,6 +144,22 @@ def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
     assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2
 
 
+def test_balanced_axes_play_every_axis_in_every_iteration(tmp_path):
+    @dataclass(frozen=True)
+    class Hush(Quiet):
+        name: ClassVar[str] = "Hush"
+
+    register_axis(Hush)
+    try:
+        trainer = GRPOTrainer(
+            config(axes=("Quiet", "Hush"), iterations=4), hesitant_models(5), tmp_path
+        )
+        played = [sorted(trainer.train_iteration()["reward_by_axis"]) for _ in range(4)]
+    finally:
+        unregister_axis("Hush")
+    assert played == [["Hush", "Quiet"]] * 4
+
+
 def test_group_rollouts_share_the_user_encoding_only_where_the_user_replays(tmp_path):
     """A replayed scenario is the same audio for a whole group, so Mimi encodes it once per
     group; a user who reacts hears each rollout, so the sharing switches itself off (the env

@@ -105,7 +105,7 @@ class GRPOConfig:
 
     axes: tuple[str | Axis, ...] = tuple(a.name for a in PAPER_AXES)
     """Axes to train on, names or axis objects (an object scores with its own settings); each
-    group draws one, uniformly unless ``env.axis_weights`` says otherwise."""
+    group plays one, uniformly unless ``env.axis_weights`` says otherwise."""
     env: EnvConfig = field(
         default_factory=lambda: EnvConfig(num_scenarios=256, scenario_seed=1, voice="audio")
     )
@@ -118,6 +118,11 @@ class GRPOConfig:
     """Paper: 100 epochs of 32 segments."""
     groups: int = 4
     """Scenarios (groups) per iteration; paper: 32 segments, one group per GPU."""
+    balanced_axes: bool = True
+    """Split each iteration's groups between the axes by their weights (each axis gets the
+    floor or ceiling of its share: one group per axis with 4 groups and 4 axes) instead of
+    drawing each group's axis independently (``False``), which leaves most iterations of a few
+    groups without some axis, so an update pulls towards the axes that happened to be drawn."""
     group_size: int = 8
     """Rollouts per scenario, G (TRL's ``num_generations``); paper: 16."""
     rollouts_per_update: int = 2
@@ -439,7 +444,10 @@ class GRPOTrainer:
             group["lr"] = self.learning_rate(self.iteration)
         started = time.perf_counter()
         seed = config.seed * 1_000_003 + self.iteration * self.world + self.rank
-        options = {"context_s": self.context_lengths(self.iteration)}
+        options: dict[str, Any] = {"context_s": self.context_lengths(self.iteration)}
+        if config.balanced_axes:
+            axis_rng = np.random.default_rng([config.seed, self.iteration, self.rank, 2])
+            options["axis"] = self.env.sampler.balanced_axes(config.groups, axis_rng)
         with unsharded(self.scorer):
             result = rollout(self.rollout_policy, self.env, seed=seed, options=options)
         rolled = time.perf_counter()
