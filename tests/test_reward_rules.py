@@ -148,31 +148,37 @@ class TestBackchannelWords:
         n = len(starts)  # F1 = 2 (n - 1) / (n + n)
         assert benchmark.reward == pytest.approx((n - 1) / n)
 
-    def test_a_takeover_can_fail_the_episode(self):
-        # a hit and a 2 s takeover: the paper's F1 = 2 * 1 / (2 + 1); failing: 0
+    def test_a_takeover_can_set_the_episode_score(self):
+        # a hit and a 2 s takeover: the paper's F1 = 2 * 1 / (2 + 1); with a takeover score: it
         spans = [I(2.0, 2.3), I(4.0, 6.0)]
         assert backchannel_f1(spans, self.truth[:1])[0] == pytest.approx(2 / 3)
-        f1, counts = backchannel_f1(spans, self.truth[:1], takeover_fails=True)
+        f1, counts = backchannel_f1(spans, self.truth[:1], takeover_score=0.0)
         assert (f1, counts["takeovers"], counts["true_positives"]) == (0.0, 1, 1)
-        # a wordy short interval is a takeover, so it fails the episode too
+        assert backchannel_f1(spans, self.truth[:1], takeover_score=-1.0)[0] == -1.0
+        # a wordy short interval is a takeover, so it sets the score too
         assert (
-            backchannel_f1(spans[:1], self.truth[:1], too_wordy=[True], takeover_fails=True)[0]
-            == 0.0
+            backchannel_f1(spans[:1], self.truth[:1], too_wordy=[True], takeover_score=-1.0)[0]
+            == -1.0
         )
-        # no takeover: the F1 as before (a spare backchannel costs what it did)
+        # no takeover: the F1 as before (a spare backchannel costs what it did; silence is 0)
         spare = [I(2.0, 2.3), I(4.0, 4.5)]
-        assert backchannel_f1(spare, self.truth[:1], takeover_fails=True)[0] == pytest.approx(2 / 3)
+        assert backchannel_f1(spare, self.truth[:1], takeover_score=-1.0)[0] == pytest.approx(2 / 3)
+        assert backchannel_f1([], self.truth[:1], takeover_score=-1.0)[0] == 0.0
 
-    def test_the_axis_fails_an_episode_with_a_takeover_when_asked(self):
+    def test_the_axis_scores_an_episode_with_a_takeover_as_asked(self):
         scenario = make_scenario(Backchannel(), 0, 0)
         start = scenario.backchannels[0].start
         frames = int(scenario.duration / 0.08) + 1
         speech = [I(start, start + 0.4), I(start + 1.5, start + 3.0)]  # a hit, a 1.5 s takeover
         episode = Episode(scenario, 0.0, np.zeros(frames, bool), np.full(frames, PAD_ID), speech)
         assert Backchannel().score(episode).reward > 0.0
-        assert Backchannel(takeover_fails=True).score(episode).reward == 0.0
-        with pytest.raises(ValueError, match="takeover_fails must be True or False"):
-            Backchannel(takeover_fails="yes")
+        assert Backchannel(takeover_score=0).score(episode).reward == 0.0
+        assert Backchannel(takeover_score=-1.0).score(episode).reward == -1.0
+        silent = Episode(scenario, 0.0, np.zeros(frames, bool), np.full(frames, PAD_ID), [])
+        assert Backchannel(takeover_score=-1.0).score(silent).reward == 0.0
+        for bad in ("yes", True, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="takeover_score must be None or a finite number"):
+                Backchannel(takeover_score=bad)
 
     @pytest.mark.parametrize("words", [0, 1.5, True])
     def test_bad_word_limits_are_refused(self, words):

@@ -19,12 +19,16 @@ the paper's rule.
 
 F1 charges a takeover no more than one spare backchannel (with one true backchannel, a hit plus
 a takeover scores 0.67, as does a hit plus an extra "mm-hmm"), while the benchmark's TOR fails
-the whole episode on any take-over. With ``takeover_fails`` an episode with a takeover scores
-0, as the benchmark counts it. Off by default: the paper's rule.
+the whole episode on any take-over. With ``takeover_score`` set, an episode with a takeover
+scores that instead of its F1: 0 fails it as the benchmark's TOR does, but so does saying
+nothing (F1 0 whenever the user makes room for a backchannel), so a group of a base that mostly
+stays silent cannot tell a take-over from silence; -1 ranks a take-over below silence, as
+R_pause charges a take-over in a pause. Off by default: the paper's rule.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -66,11 +70,11 @@ def backchannel_f1(
     max_backchannel_s: float = 1.0,
     tolerance_s: float = 1.0,
     too_wordy: Sequence[bool] | None = None,
-    takeover_fails: bool = False,
+    takeover_score: float | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Returns F1 and its counts (true positives, backchannels, takeovers, ground truth).
     ``too_wordy`` marks intervals that are takeovers whatever their length; with
-    ``takeover_fails`` any takeover makes F1 0."""
+    ``takeover_score`` any takeover makes the score that instead of F1."""
     wordy = list(too_wordy) if too_wordy is not None else [False] * len(agent_speech)
     short = [
         i.duration <= max_backchannel_s and not w for i, w in zip(agent_speech, wordy, strict=True)
@@ -81,8 +85,8 @@ def backchannel_f1(
     predicted = len(backchannels) + takeovers
     total = predicted + len(truth)
     f1 = 1.0 if total == 0 else 2.0 * hits / total
-    if takeover_fails and takeovers:
-        f1 = 0.0
+    if takeover_score is not None and takeovers:
+        f1 = takeover_score
     counts = {
         "true_positives": float(hits),
         "backchannels": float(len(backchannels)),
@@ -109,9 +113,9 @@ class Backchannel(Axis):
     max_backchannel_words: int | None = None
     """``None``: the paper's rule (durations only); a number (the benchmark's 2): an interval
     holding more of the agent's word tokens than this is a takeover."""
-    takeover_fails: bool = False
-    """``False``: the paper's F1; ``True``: an episode with any takeover scores 0, as the
-    benchmark's TOR counts it."""
+    takeover_score: float | None = None
+    """``None``: the paper's F1; a number: what an episode with any takeover scores instead (0:
+    failed, as the benchmark's TOR counts it; -1: below saying nothing)."""
     min_utterance_s: float = 5.0
     """tau_min of the backchannel axis."""
     sentence_gap_s: tuple[float, float] = (0.35, 0.9)
@@ -126,8 +130,13 @@ class Backchannel(Axis):
             raise ValueError(f"max_backchannel_words must be None or an integer, got {words!r}")
         if words is not None and words < 1:
             raise ValueError(f"max_backchannel_words must be >= 1, got {words}")
-        if not isinstance(self.takeover_fails, bool):
-            raise ValueError(f"takeover_fails must be True or False, got {self.takeover_fails!r}")
+        score = self.takeover_score
+        if score is not None and (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+        ):
+            raise ValueError(f"takeover_score must be None or a finite number, got {score!r}")
 
     def score(self, episode: Episode) -> AxisScore:
         speech = episode.agent_speech_in_window()
@@ -142,7 +151,7 @@ class Backchannel(Axis):
             self.max_backchannel_s,
             self.tolerance_s,
             wordy,
-            self.takeover_fails,
+            self.takeover_score,
         )
         return AxisScore(terms={"backchannel": f1}, stats=counts)
 
