@@ -86,7 +86,7 @@ def backchannel_f1(
     total = predicted + len(truth)
     f1 = 1.0 if total == 0 else 2.0 * hits / total
     if takeover_score is not None and takeovers:
-        f1 = takeover_score
+        f1 = float(takeover_score)
     counts = {
         "true_positives": float(hits),
         "backchannels": float(len(backchannels)),
