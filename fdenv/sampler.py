@@ -170,7 +170,7 @@ class ScenarioSampler:
         return [self.axes[i] for i in rng.permutation(picks)]
 
     def _pinned_axis(self, axis: object) -> str:
-        if axis not in self._choices:
+        if not isinstance(axis, str) or axis not in self._choices:
             raise ValueError(
                 f"options['axis'] must name one of this env's axes with scenarios "
                 f"{self.axes}, got {axis!r}"

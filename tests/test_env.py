@@ -260,8 +260,9 @@ def test_reset_option_axis_draws_the_scenario_from_that_axis():
     with pytest.raises(ValueError, match="lists 3 values for 2 groups"):
         venv.reset(options={"axis": ["TurnTaking"] * 3})
     single = gym.make("FullDuplex-TurnTaking-v0", num_scenarios=2)
-    with pytest.raises(ValueError, match="must name one of this env's axes"):
-        single.reset(options={"axis": "Backchannel"})
+    for bad in ("Backchannel", ["TurnTaking"], None):
+        with pytest.raises(ValueError, match="must name one of this env's axes"):
+            single.reset(options={"axis": bad})
 
 
 def test_info_metrics_can_be_left_out_without_changing_rewards():
