@@ -161,10 +161,8 @@ class ScenarioSampler:
         if isinstance(count, bool) or not isinstance(count, int | np.integer) or count < 1:
             raise ValueError(f"count must be an int >= 1, got {count!r}")
         order = rng.permutation(len(self.axes))
-        p = np.full(len(self.axes), 1.0 / len(self.axes))
-        if self._probabilities is not None:
-            p = self._probabilities
-        edges = np.cumsum(p[order])
+        p = self._probabilities
+        edges = np.cumsum(p[order] if p is not None else np.ones(len(order)) / len(order))
         points = (rng.random() + np.arange(count)) / count
         picks = order[np.minimum(np.searchsorted(edges, points, side="right"), len(order) - 1)]
         return [self.axes[i] for i in rng.permutation(picks)]
@@ -175,7 +173,7 @@ class ScenarioSampler:
                 f"options['axis'] must name one of this env's axes with scenarios "
                 f"{self.axes}, got {axis!r}"
             )
-        return str(axis)
+        return axis
 
     def _draw_axis(self, rng: np.random.Generator) -> str:
         if len(self.axes) == 1:
