@@ -298,6 +298,12 @@ def test_changed_settings_names_the_fields_that_differ():
         ({"stream_weights": (0.0,) * 9}, "stream_weights must weigh at least one stream"),
         ({"stream_weights": (1.0, -1.0)}, "GRPOConfig.stream_weights must be a number >= 0.0"),
         ({"reward_weights": {"llm": -1}}, "GRPOConfig.reward_weights must be a number >= 0.0"),
+        ({"beta_by_axis": {"PauseHandling": -1}}, "GRPOConfig.beta_by_axis must be a number >= 0"),
+        ({"beta_by_axis": [0.4]}, "GRPOConfig.beta_by_axis must be None or a dict of axis weights"),
+        (
+            {"axes": ("TurnTaking",), "beta_by_axis": {"PauseHandling": 0.4}},
+            r"beta_by_axis names axes not trained on: \['PauseHandling'\] \(trained: \['Turn",
+        ),
         ({"judge": "http://x"}, "GRPOConfig.judge must be None or a JudgeConfig"),
     ],
 )
@@ -339,6 +345,7 @@ def test_train_flags_keep_their_names_and_reach_every_field():
             *("--judge-key-env", "KEY", "--judge-rubric", "fdbench"),
             *("--lead-in-s", "2", "--acoustics-snr-db-range", "10", "20"),
             *("--sampling-temp-text", "0.9", "--loss-type", "dapo", "--epsilon-high", "0.3"),
+            *("--beta-by-axis", "TurnTaking=0.5"),
         ]
     )
     assert config == GRPOConfig(
@@ -361,6 +368,7 @@ def test_train_flags_keep_their_names_and_reach_every_field():
         sampling=SamplingConfig(temp_text=0.9),
         loss_type="dapo",
         epsilon_high=0.3,
+        beta_by_axis={"TurnTaking": 0.5},
     )
 
 

@@ -83,6 +83,21 @@ def test_k3_kl_against_the_reference():
     assert out["loss_kl"].item() == pytest.approx(0.1 * sum(kls) / 3, abs=1e-6)
 
 
+def test_kl_weight_per_rollout_replaces_beta():
+    def k3(ref, new):
+        d = math.log(ref) - math.log(new)
+        return math.exp(d) - d - 1
+
+    per_rollout = [(k3(0.5, 0.65) + k3(0.5, 0.35)) / 2, k3(0.25, 0.25)]  # grpo: mean per rollout
+    weighted = batch()
+    weighted["beta"] = torch.tensor([0.3, 0.0])
+    out = loss_for("grpo", beta=0.1)(weighted)  # the batch's weights, not 0.1
+    assert out["loss_kl"].item() == pytest.approx((0.3 * per_rollout[0] + 0.0) / 2, abs=1e-6)
+    unweighted = batch()
+    unweighted["beta"] = torch.zeros(2)
+    assert "loss_kl" not in loss_for("grpo", beta=0.1)(unweighted)  # every weight 0: no KL
+
+
 def test_gradient_pushes_up_positive_advantage_tokens():
     loss = loss_for("dapo")
     out = loss(batch(advantage=(1.0, 1.0)))

@@ -139,6 +139,41 @@ def test_zero_advantage_rollouts_still_update_towards_the_reference(tmp_path):
     assert trainer.models.lm.text_linear.bias[PAD_ID].item() > before  # back towards +4
 
 
+@pytest.mark.parametrize("hush_beta", [0.0, 0.5])
+def test_beta_by_axis_weighs_each_rollouts_kl(tmp_path, hush_beta):
+    # beta 0 and no reward signal: only Hush's rollouts, when weighted, pull towards the reference
+    @dataclass(frozen=True)
+    class Hush(Quiet):
+        name: ClassVar[str] = "Hush"
+
+    register_axis(Hush)
+    try:
+        trainer = GRPOTrainer(
+            config(
+                axes=("Quiet", "Hush"),
+                beta=0.0,
+                beta_by_axis={"Hush": hush_beta},
+                weight_decay=0.0,
+                rollouts_per_update=8,
+            ),
+            hesitant_models(5),
+            tmp_path,
+        )
+        with torch.no_grad():
+            trainer.models.lm.text_linear.bias[PAD_ID] -= 2.0  # the reference keeps +4
+        result = rollout(trainer.policy, trainer.env, seed=0, options={"axis": ["Quiet", "Hush"]})
+    finally:
+        unregister_axis("Hush")
+    batch = trainer._batch(result, np.zeros(8))
+    expected = [hush_beta if axis == "Hush" else 0.0 for axis in result.axes]
+    assert result.axes == ["Quiet"] * 4 + ["Hush"] * 4
+    assert batch["beta"].tolist() == expected
+    before = trainer.models.lm.text_linear.bias[PAD_ID].item()
+    trainer.update(batch)
+    after = trainer.models.lm.text_linear.bias[PAD_ID].item()
+    assert after > before if hush_beta else after == before
+
+
 def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
     trainer = GRPOTrainer(config(rollouts_per_update=3), hesitant_models(5), tmp_path)
     assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2

@@ -83,6 +83,10 @@ def test_k3_kl_against_the_reference():
     per_rollout = [(k3(0.5, 0.65) + k3(0.5, 0.35)) / 2, k3(0.25, 0.25)]
     assert out["loss_kl"].item() == pytest.approx(0.1 * sum(per_rollout) / 2, abs=1e-6)
     assert out["kl"].item() == pytest.approx((k3(0.5, 0.65) + k3(0.5, 0.35)) / 3, abs=1e-6)
+    weighted = batch()
+    weighted["beta"] = torch.tensor([0.0, 0.2])  # per rollout, in place of beta
+    out = loss(weighted)
+    assert out["loss_kl"].item() == pytest.approx(0.2 * per_rollout[1] / 2, abs=1e-6)
 
 
 def test_stream_weights_keys_and_empty_rollouts():

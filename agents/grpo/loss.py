@@ -3,7 +3,8 @@
 A TorchRL ``LossModule``. Moshi samples several token streams per frame (text and 8 audio
 codebooks); each stream can carry its own weight (the paper optimises text only). Per token:
 ``-min(r A, clip(r, 1 - eps, 1 + eps_high) A) + beta * KL``, with ``r`` the ratio of new to old
-probability and KL the k3 estimator against the reference policy; tokens are then aggregated
+probability and KL the k3 estimator against the reference policy (``beta`` one number, or one
+per rollout from the batch's ``beta`` key); tokens are then aggregated
 the way TRL names it (``grpo``: mean per sequence, then over sequences; ``dapo``: mean over all
 tokens of the batch; ``dr_grpo``: sum over the batch divided by a constant, batch size times
 maximum length).
@@ -12,7 +13,7 @@ maximum length).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -41,7 +42,8 @@ class GRPOLoss(LossModule):
         loss_type: token aggregation, ``grpo`` | ``dapo`` | ``dr_grpo``.
 
     Input keys (configurable with :meth:`set_keys`): ``tokens``, ``trainable [B, T]``,
-    ``advantage [B]``, ``old_logprob [B, S, T]`` and, when ``beta > 0``, ``ref_logprob``.
+    ``advantage [B]``, ``old_logprob [B, S, T]``, optionally ``beta [B]`` (each rollout's KL
+    weight, in place of ``beta``) and, when a KL weight is above 0, ``ref_logprob``.
     Output: ``loss_objective``, ``loss_kl`` and diagnostics ``kl``, ``clip_fraction``,
     ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
@@ -53,6 +55,7 @@ class GRPOLoss(LossModule):
         advantage: str = "advantage"
         old_logprob: str = "old_logprob"
         ref_logprob: str = "ref_logprob"
+        beta: str = "beta"
 
     default_keys = _AcceptedKeys
 
@@ -106,20 +109,51 @@ class GRPOLoss(LossModule):
         clipped = ratio.clamp(1.0 - self.epsilon, 1.0 + self.epsilon_high)
         objective = -torch.minimum(ratio * advantage, clipped * advantage)
         out = {"loss_objective": self.aggregate(objective, weights)}
-        if self.beta > 0:
-            ref_diff = torch.where(valid, tensordict[keys.ref_logprob] - logprob, 0.0)
-            kl = ref_diff.exp() - ref_diff - 1.0
-            out["loss_kl"] = self.beta * self.aggregate(kl, weights)
-            out["kl"] = self._mean(kl, weights)
+        out |= kl_penalty(self, tensordict, logprob, valid, weights)
         is_clipped = (ratio * advantage > clipped * advantage).float()
-        out["clip_fraction"] = self._mean(is_clipped, weights)
-        out["ratio_mean"] = self._mean(ratio, weights)
+        out["clip_fraction"] = weighted_mean(is_clipped, weights)
+        out["ratio_mean"] = weighted_mean(ratio, weights)
         if extra and extra[0] is not None:
-            out["entropy"] = self._mean(extra[0][:, None], weights[:, :1])
+            out["entropy"] = weighted_mean(extra[0][:, None], weights[:, :1])
         out["tokens"] = (weights > 0).sum().float()
         return TensorDict(out, batch_size=[])
 
-    @staticmethod
-    def _mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """A detached weighted mean, for logs."""
-        return ((values * weights).sum() / weights.sum().clamp(min=1e-8)).detach()
+
+class KLPenalised(Protocol):
+    """A loss with a scalar ``beta``, an ``aggregate`` of token values and GRPO's batch keys."""
+
+    beta: float
+    tensor_keys: Any
+
+    def aggregate(self, token_values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
+
+
+def kl_penalty(
+    loss: KLPenalised,
+    tensordict: TensorDictBase,
+    logprob: torch.Tensor,
+    valid: torch.Tensor,
+    weights: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """``loss_kl`` (k3 KL to ``ref_logprob``, aggregated as the loss aggregates) and the ``kl``
+    diagnostic; empty when no rollout has a KL weight above 0.
+
+    The weight is ``loss.beta``, or per rollout the batch's ``beta [B]`` where it has one (the
+    trainer's ``beta_by_axis``), so one batch can hold some behaviour closer to the reference
+    than the rest."""
+    keys = loss.tensor_keys
+    per_rollout = tensordict.get(keys.beta, None)
+    if not (loss.beta > 0 if per_rollout is None else bool((per_rollout > 0).any())):
+        return {}
+    ref_diff = torch.where(valid, tensordict[keys.ref_logprob] - logprob, 0.0)
+    kl = ref_diff.exp() - ref_diff - 1.0
+    if per_rollout is None:
+        penalty = loss.beta * loss.aggregate(kl, weights)
+    else:
+        penalty = loss.aggregate(kl * per_rollout.to(kl)[:, None, None], weights)
+    return {"loss_kl": penalty, "kl": weighted_mean(kl, weights)}
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """A detached weighted mean, for logs."""
+    return ((values * weights).sum() / weights.sum().clamp(min=1e-8)).detach()

@@ -19,7 +19,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 
-from agents.grpo.loss import GRPOLoss
+from agents.grpo.loss import GRPOLoss, kl_penalty, weighted_mean
 
 if TYPE_CHECKING:
     from agents.grpo.trainer import GRPOConfig
@@ -41,8 +41,9 @@ class ReinforceLoss(LossModule):
             averaged; a rollout with no valid token is left out.
 
     Input keys (configurable with :meth:`set_keys`): ``tokens``, ``trainable [B, T]``,
-    ``advantage [B]``, ``old_logprob [B, S, T]`` and, when ``beta > 0``, ``ref_logprob``.
-    Output: ``loss_objective``, ``loss_kl`` (when ``beta > 0``) and diagnostics ``kl``,
+    ``advantage [B]``, ``old_logprob [B, S, T]``, optionally ``beta [B]`` (each rollout's KL
+    weight, in place of ``beta``) and, when a KL weight is above 0, ``ref_logprob``.
+    Output: ``loss_objective``, ``loss_kl`` (when a KL weight is above 0) and diagnostics ``kl``,
     ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
 
@@ -89,15 +90,11 @@ class ReinforceLoss(LossModule):
         logprob = torch.where(valid, logprob, 0.0)
         advantage = tensordict[keys.advantage].to(logprob)[:, None, None]
         out = {"loss_objective": self.aggregate(-advantage * logprob, weights)}
-        if self.beta > 0:
-            ref_diff = torch.where(valid, tensordict[keys.ref_logprob] - logprob, 0.0)
-            kl = ref_diff.exp() - ref_diff - 1.0
-            out["loss_kl"] = self.beta * self.aggregate(kl, weights)
-            out["kl"] = _weighted_mean(kl, weights)
+        out |= kl_penalty(self, tensordict, logprob, valid, weights)
         old = tensordict[keys.old_logprob]
-        out["ratio_mean"] = _weighted_mean(torch.where(valid, logprob - old, 0.0).exp(), weights)
+        out["ratio_mean"] = weighted_mean(torch.where(valid, logprob - old, 0.0).exp(), weights)
         if extra and extra[0] is not None:
-            out["entropy"] = _weighted_mean(extra[0][:, None], weights[:, :1])
+            out["entropy"] = weighted_mean(extra[0][:, None], weights[:, :1])
         out["tokens"] = (weights > 0).sum().float()
         return TensorDict(out, batch_size=[])
 
@@ -106,8 +103,3 @@ def reinforce_loss(scorer: torch.nn.Module, config: GRPOConfig) -> ReinforceLoss
     """A ``make_loss`` for :class:`~agents.grpo.trainer.GRPOTrainer`: REINFORCE with the
     config's stream weights and KL weight (``epsilon`` and ``loss_type`` do not apply)."""
     return ReinforceLoss(scorer, list(config.stream_weights), beta=config.beta)
-
-
-def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """A detached weighted mean, for logs."""
-    return ((values * weights).sum() / weights.sum().clamp(min=1e-8)).detach()

@@ -148,6 +148,11 @@ class GRPOConfig:
     """Weight of the k3 KL to the initial model; 0 skips the reference pass. Paper: 0.01, for
     the 7B at lr 2e-7. At this CPU learning rate 0.01 let one of three demo seeds fall silent
     (its groups went flat and the KL did not hold it); 0.04 kept all three near the base."""
+    beta_by_axis: dict[str, float] | None = None
+    """KL weight for the rollouts of the named axes in place of ``beta`` (``PauseHandling=0.4``).
+    A group whose rollouts all score the same (a pause group where every rollout stays silent)
+    teaches nothing through its advantage; its KL term alone holds what the base does there,
+    while the other axes' groups pull the shared weights their way."""
     loss_type: LossType = "grpo"
     """Token aggregation: ``grpo`` (mean per rollout, then over rollouts), ``dapo`` (mean over
     all tokens) or ``dr_grpo`` (sum over a constant)."""
@@ -217,13 +222,20 @@ class GRPOConfig:
             WEIGHT.check("stream_weights", value)
         if not any(self.stream_weights):
             raise ValueError("GRPOConfig.stream_weights must weigh at least one stream above 0")
-        if self.reward_weights is not None and not isinstance(self.reward_weights, Mapping):
+        for name, what in (("reward_weights", "term"), ("beta_by_axis", "axis")):
+            weights = getattr(self, name)
+            if weights is not None and not isinstance(weights, Mapping):
+                raise ValueError(
+                    f"GRPOConfig.{name} must be None or a dict of {what} weights, got {weights!r}"
+                )
+            for value in (weights or {}).values():
+                WEIGHT.check(name, value)
+        trained = {axis.name for axis in expand_axes(list(self.axes))}
+        if not set(self.beta_by_axis or {}) <= trained:
             raise ValueError(
-                f"GRPOConfig.reward_weights must be None or a dict of term weights, "
-                f"got {self.reward_weights!r}"
+                f"GRPOConfig.beta_by_axis names axes not trained on: "
+                f"{sorted(set(self.beta_by_axis or {}) - trained)} (trained: {sorted(trained)})"
             )
-        for value in (self.reward_weights or {}).values():
-            WEIGHT.check("reward_weights", value)
         for name, choices in (("loss_type", LossType), ("scale_rewards", ScaleRewards)):
             if getattr(self, name) not in get_args(choices):
                 raise ValueError(
@@ -325,7 +337,8 @@ class GRPOTrainer:
 
     ``make_loss`` swaps the objective (for example REINFORCE) while keeping the rollouts, the
     advantages and the update loop: the loss gets a TensorDict with ``tokens``, ``trainable``,
-    ``advantage``, ``old_logprob`` and, when ``config.beta > 0``, ``ref_logprob``, and returns
+    ``advantage``, ``old_logprob``, ``beta`` per rollout when ``config.beta_by_axis`` is set,
+    and, when a KL weight is above 0, ``ref_logprob``, and returns
     ``loss_*`` entries that are summed and minimised.
     """
 
@@ -343,7 +356,8 @@ class GRPOTrainer:
         lm = models.lm
         if config.lora_rank > 0:
             add_lora(lm, rank=config.lora_rank)
-        self.reference = ReferenceModel(lm) if config.beta > 0 else None
+        kl_weighted = config.beta > 0 or any((config.beta_by_axis or {}).values())
+        self.reference = ReferenceModel(lm) if kl_weighted else None
         self.policy = MoshiPolicy(models, config.sampling)
         self.scorer = MoshiScorer(lm, config.sampling, with_audio=any(config.stream_weights[1:]))
         self.loss = make_loss(self.scorer, config)
@@ -527,6 +541,10 @@ class GRPOTrainer:
             "advantage": torch.as_tensor(advantage, dtype=torch.float32),
             "old_logprob": old,
         }
+        if self.config.beta_by_axis is not None:
+            by_axis = self.config.beta_by_axis
+            betas = [by_axis.get(axis, self.config.beta) for axis in result.axes]
+            data["beta"] = torch.tensor(betas, dtype=torch.float32)
         if self.reference is not None:
             with self.reference.use() as reference_lm:
                 scorer = (
