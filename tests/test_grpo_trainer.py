@@ -174,6 +174,14 @@ def test_beta_by_axis_weighs_each_rollouts_kl(tmp_path, hush_beta):
     assert after > before if hush_beta else after == before
 
 
+def test_kl_weights_of_axes_not_trained_on_are_ignored(tmp_path):
+    # the default beta_by_axis names PauseHandling and Backchannel; this run trains Quiet alone
+    trainer = GRPOTrainer(config(beta=0.0), hesitant_models(5), tmp_path)
+    assert trainer.kl_weights == {"Quiet": 0.0} and trainer.reference is None
+    batch = trainer._batch(rollout(trainer.policy, trainer.env, seed=0), np.zeros(8))
+    assert "beta" not in batch.keys() and "ref_logprob" not in batch.keys()
+
+
 def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
     trainer = GRPOTrainer(config(rollouts_per_update=3), hesitant_models(5), tmp_path)
     assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2
