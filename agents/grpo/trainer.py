@@ -156,7 +156,7 @@ class GRPOConfig:
     score the same (a pause group where every rollout stays silent) teaches nothing through its
     advantage, while the turn-taking and interruption groups pull the shared weights towards
     speaking sooner; the KL term holds the base's silence in pauses and its short backchannels.
-    0.4 kept pause take-overs within noise on five demo seeds of five; ``beta`` alone let the
+    0.4 kept pause take-overs within noise on seven demo seeds of eight; ``beta`` alone let the
     pause get worse on two seeds of three (README, the demo's results)."""
     loss_type: LossType = "grpo"
     """Token aggregation: ``grpo`` (mean per rollout, then over rollouts), ``dapo`` (mean over
