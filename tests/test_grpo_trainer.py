@@ -42,6 +42,20 @@ def quiet_axis():
     unregister_axis("Quiet")
 
 
+@dataclass(frozen=True)
+class Hush(Quiet):
+    """A second axis like Quiet, for runs that mix axes."""
+
+    name: ClassVar[str] = "Hush"
+
+
+@pytest.fixture
+def hush_axis():
+    register_axis(Hush)
+    yield
+    unregister_axis("Hush")
+
+
 def hesitant_models(seed: int):
     """A tiny random Moshi that pads about half the time, so its rollouts differ in speech time.
 
@@ -140,30 +154,22 @@ def test_zero_advantage_rollouts_still_update_towards_the_reference(tmp_path):
 
 
 @pytest.mark.parametrize("hush_beta", [0.0, 0.5])
-def test_beta_by_axis_weighs_each_rollouts_kl(tmp_path, hush_beta):
+def test_beta_by_axis_weighs_each_rollouts_kl(tmp_path, hush_axis, hush_beta):
     # beta 0 and no reward signal: only Hush's rollouts, when weighted, pull towards the reference
-    @dataclass(frozen=True)
-    class Hush(Quiet):
-        name: ClassVar[str] = "Hush"
-
-    register_axis(Hush)
-    try:
-        trainer = GRPOTrainer(
-            config(
-                axes=("Quiet", "Hush"),
-                beta=0.0,
-                beta_by_axis={"Hush": hush_beta},
-                weight_decay=0.0,
-                rollouts_per_update=8,
-            ),
-            hesitant_models(5),
-            tmp_path,
-        )
-        with torch.no_grad():
-            trainer.models.lm.text_linear.bias[PAD_ID] -= 2.0  # the reference keeps +4
-        result = rollout(trainer.policy, trainer.env, seed=0, options={"axis": ["Quiet", "Hush"]})
-    finally:
-        unregister_axis("Hush")
+    trainer = GRPOTrainer(
+        config(
+            axes=("Quiet", "Hush"),
+            beta=0.0,
+            beta_by_axis={"Hush": hush_beta},
+            weight_decay=0.0,
+            rollouts_per_update=8,
+        ),
+        hesitant_models(5),
+        tmp_path,
+    )
+    with torch.no_grad():
+        trainer.models.lm.text_linear.bias[PAD_ID] -= 2.0  # the reference keeps +4
+    result = rollout(trainer.policy, trainer.env, seed=0, options={"axis": ["Quiet", "Hush"]})
     batch = trainer._batch(result, np.zeros(8))
     expected = [hush_beta if axis == "Hush" else 0.0 for axis in result.axes]
     assert result.axes == ["Quiet"] * 4 + ["Hush"] * 4
@@ -187,19 +193,11 @@ def test_every_iteration_makes_the_same_number_of_updates(tmp_path):
     assert trainer.train_iteration()["updates"] == 3  # 8 rollouts: 3 + 3 + 2
 
 
-def test_balanced_axes_play_every_axis_in_every_iteration(tmp_path):
-    @dataclass(frozen=True)
-    class Hush(Quiet):
-        name: ClassVar[str] = "Hush"
-
-    register_axis(Hush)
-    try:
-        trainer = GRPOTrainer(
-            config(axes=("Quiet", "Hush"), iterations=4), hesitant_models(5), tmp_path
-        )
-        played = [sorted(trainer.train_iteration()["reward_by_axis"]) for _ in range(4)]
-    finally:
-        unregister_axis("Hush")
+def test_balanced_axes_play_every_axis_in_every_iteration(tmp_path, hush_axis):
+    trainer = GRPOTrainer(
+        config(axes=("Quiet", "Hush"), iterations=4), hesitant_models(5), tmp_path
+    )
+    played = [sorted(trainer.train_iteration()["reward_by_axis"]) for _ in range(4)]
     assert played == [["Hush", "Quiet"]] * 4
 
 
