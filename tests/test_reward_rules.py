@@ -5,7 +5,7 @@ import pytest
 
 from fdenv.axes.backchannel import Backchannel, backchannel_f1, match_count
 from fdenv.axes.pause_handling import PauseHandling, pause_reward
-from fdenv.axes.turn_taking import response_delay
+from fdenv.axes.turn_taking import TurnTaking, response_delay
 from fdenv.axes.user_interruption import interruption_delay
 from fdenv.constants import PAD_ID
 from fdenv.episode import Episode
@@ -58,6 +58,42 @@ class TestTurnTaking:
     def test_never_answering_costs_the_rest_of_the_window(self):
         assert response_delay([], 5.0, 10.0) == (pytest.approx(5.0), False)
         assert response_delay([I(5.5, 6.2)], 5.0, 9.0) == (pytest.approx(4.0), False)
+
+    def _episode(self, speech):
+        scenario = make_scenario(TurnTaking(), 0, 0)
+        frames = int(scenario.duration / 0.08) + 1
+        text = np.full(frames, PAD_ID)
+        return scenario, Episode(scenario, 0.0, np.zeros(frames, bool), text, speech)
+
+    def test_the_mid_turn_rule_charges_speech_in_the_users_turn(self):
+        scenario, _ = self._episode([])
+        end = scenario.turn_end
+        answer = I(end + 0.4, end + 2.4)
+        cases = {
+            # a 1.5 s barge-in mid-turn, then the answer: free by the paper's rule
+            "barge-in": ([I(1.0, 2.5), answer], -1.0, -1.0),
+            # two 0.8 s bursts 0.2 s apart: fine one by one, 1.8 s as a span
+            "bursts": ([I(1.0, 1.8), I(2.0, 2.8), answer], 0.0, -1.0),
+            # a 0.3 s backchannel mid-turn: fine either way
+            "backchannel": ([I(1.0, 1.3), answer], 0.0, 0.0),
+            # an answer begun 1.2 s early: 1.2 s of it lies in the turn
+            "early answer": ([I(end - 1.2, end + 2.0)], -1.0, -1.0),
+            # begun 0.6 s early: within the pause rule's 1 s
+            "slight overlap": ([I(end - 0.6, end + 2.0)], 0.0, 0.0),
+        }
+        for name, (speech, interval, span) in cases.items():
+            _, episode = self._episode(speech)
+            paper = TurnTaking().score(episode)
+            assert set(paper.terms) == {"turn"}, name
+            for rule, expected in (("interval", interval), ("span", span)):
+                score = TurnTaking(mid_turn_rule=rule).score(episode)
+                assert score.terms["turn"] == paper.terms["turn"], name
+                assert score.terms["pause"] == expected, (name, rule)
+                assert score.reward == pytest.approx(paper.reward + expected), (name, rule)
+
+    def test_an_unknown_mid_turn_rule_is_refused(self):
+        with pytest.raises(ValueError, match="'interval' or 'span'"):
+            TurnTaking(mid_turn_rule="total")
 
 
 class TestInterruption:

@@ -35,6 +35,11 @@ from fdenv.timeline import Interval
 PauseRule = Literal["interval", "span"]
 
 
+def check_pause_rule(rule: object) -> None:
+    if rule not in get_args(PauseRule):
+        raise ValueError(f"the pause rule must be 'interval' or 'span', got {rule!r}")
+
+
 def pause_reward(
     agent_speech: Sequence[Interval], max_speech_s: float = 1.0, rule: PauseRule = "interval"
 ) -> float:
@@ -46,8 +51,7 @@ def pause_reward(
             return 0.0
         span = max(i.end for i in agent_speech) - min(i.start for i in agent_speech)
         return -1.0 if span > max_speech_s else 0.0
-    if rule != "interval":
-        raise ValueError(f"the pause rule must be 'interval' or 'span', got {rule!r}")
+    check_pause_rule(rule)
     return -1.0 if any(i.duration > max_speech_s for i in agent_speech) else 0.0
 
 
@@ -70,8 +74,7 @@ class PauseHandling(Axis):
     tail_s: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.rule not in get_args(PauseRule):
-            raise ValueError(f"the pause rule must be 'interval' or 'span', got {self.rule!r}")
+        check_pause_rule(self.rule)
 
     def score(self, episode: Episode) -> AxisScore:
         speech = episode.agent_speech_in_window()

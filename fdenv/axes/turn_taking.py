@@ -11,6 +11,13 @@ Choice left open by the paper: a response that began before the turn end (the ag
 the end of the user's turn) is charged ``|start - turn_end|``, so barging in early costs as much
 as answering late, and a slight overlap costs little. Utterances that end before the turn end
 are pauses handled badly, the pause axis' business; they are not the response.
+
+So the paper's rule lets the agent talk in the user's mid-turn gaps for free, and answering
+sooner pays: a policy that speaks at any silence earns more here, and carries that into the
+pause and backchannel scenarios, where the benchmark counts it as take-overs. With
+``mid_turn_rule`` set, the user's turn is judged as the pause axis judges a pause: a second
+term, ``pause``, is -1 when the agent's speech before the turn end breaks that rule (see
+:func:`fdenv.axes.pause_handling.pause_reward`), else 0. Off by default: the paper's rule.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import ClassVar
 import numpy as np
 
 from fdenv.axes.base import Axis, AxisScore, JudgedExchange, user_utterances
+from fdenv.axes.pause_handling import PauseRule, check_pause_rule, pause_reward
 from fdenv.axes.reference import AgentLine, ReferencePartner
 from fdenv.episode import Episode
 from fdenv.fdbench import metrics as fdbench
@@ -29,7 +37,7 @@ from fdenv.scenario import Scenario
 from fdenv.scenarios.sentences import load_sentence_bank, unmarked
 from fdenv.scenarios.synthetic import new_track, synthetic_source
 from fdenv.segments import ConversationLabels, MiningRules, Segment, at_least, at_most
-from fdenv.timeline import Interval
+from fdenv.timeline import Interval, clip
 
 TURN_GAP_S = 1.0
 """A silence longer than this between two user utterances separates turns (the paper's rule)."""
@@ -64,20 +72,27 @@ class TurnTaking(Axis):
     lead_silence_s: tuple[float, float] = (0.3, 0.8)
     response_window_s: tuple[float, float] = (5.0, 6.0)
     """Silence after the turn end, where the partner answered."""
+    mid_turn_rule: PauseRule | None = None
+    """``None``: the paper's rule (speech before the turn end costs nothing here); ``"interval"``
+    or ``"span"``: a ``pause`` term of -1 when the agent's speech before the turn end breaks
+    that pause rule (:class:`~fdenv.axes.pause_handling.PauseHandling`'s, over 1 s)."""
+
+    def __post_init__(self) -> None:
+        if self.mid_turn_rule is not None:
+            check_pause_rule(self.mid_turn_rule)
 
     def score(self, episode: Episode) -> AxisScore:
         scenario = episode.scenario
         assert scenario.turn_end is not None
+        speech = episode.agent_speech_in_window()
         delay, responded = response_delay(
-            episode.agent_speech_in_window(),
-            scenario.turn_end,
-            scenario.duration,
-            self.min_response_s,
+            speech, scenario.turn_end, scenario.duration, self.min_response_s
         )
-        return AxisScore(
-            terms={"turn": -delay},
-            stats={"latency_s": delay, "responded": float(responded)},
-        )
+        terms = {"turn": -delay}
+        if self.mid_turn_rule is not None:
+            during_turn = clip(speech, 0.0, scenario.turn_end)
+            terms["pause"] = pause_reward(during_turn, rule=self.mid_turn_rule)
+        return AxisScore(terms=terms, stats={"latency_s": delay, "responded": float(responded)})
 
     def metrics(self, episode: Episode) -> dict[str, float]:
         """FD-Bench turn-taking TOR (higher is better) and latency from ``turn_end`` (NaN
