@@ -40,12 +40,16 @@ class Agent(Protocol):
 
 
 def env_for(agent: object, config: EnvConfig) -> EnvConfig:
-    """``config`` fitted to ``agent``: its model's vocabulary sizes where it has them (a Moshi
-    policy; a scripted agent fits any), and for ``voice="audio"`` a fresh voice that decodes the
-    agent's audio tokens (``agent.audio_voice()``; a ``ValueError`` for an agent without one).
+    """``config`` fitted to ``agent``: its model's vocabulary sizes and word starts where it
+    has them (a Moshi policy; a scripted agent fits any), and for ``voice="audio"`` a fresh
+    voice that decodes the agent's audio tokens (``agent.audio_voice()``; a ``ValueError`` for
+    an agent without one).
     ``voice="auto"`` is ``audio`` for an agent with ``audio_voice`` and ``text`` otherwise."""
     sizes = {name: getattr(agent, name, None) for name in ("text_card", "audio_card")}
     changes: dict[str, object] = {k: int(v) for k, v in sizes.items() if v is not None}
+    starts = getattr(agent, "word_starts", None)
+    if config.word_starts is None and starts is not None:
+        changes["word_starts"] = starts
     make = getattr(agent, "audio_voice", None)
     if config.voice == "audio" and make is None:
         raise ValueError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
@@ -59,6 +59,11 @@ class EnvConfig:
     decoder, then Silero VAD: the paper's way; built from the model by the trainer and the
     evaluator), ``"auto"`` (``audio`` for a model, ``text`` for a scripted agent) or a
     :class:`fdenv.voice.Voice` object."""
+    word_starts: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """Which text token ids begin a word (a boolean per id: SentencePiece pieces that start
+    with "▁"), so that Full-Duplex-Bench's word counts count words, not sub-word tokens (Moshi's
+    tokenizer may split a "yeah" into three); ``None``: every token is a word. Set from the
+    agent's tokenizer by :func:`fdenv.agent.env_for` (a Moshi policy has one)."""
     info_metrics: bool = True
     """Whether an episode's last info carries the axis' benchmark metrics (``info["metrics"]``:
     Full-Duplex-Bench's, or a closed-loop axis' interaction metrics). They are about a third
@@ -87,6 +92,16 @@ class EnvConfig:
                 f"EnvConfig.info_metrics must be True or False, got {self.info_metrics!r}"
             )
         object.__setattr__(self, "info_metrics", bool(self.info_metrics))
+        if self.word_starts is not None:
+            starts = np.asarray(self.word_starts)
+            if starts.ndim != 1 or starts.dtype != np.bool_:
+                raise ValueError(
+                    "EnvConfig.word_starts must be None or a 1-D boolean array (one per text "
+                    f"token id), got {starts.dtype} {starts.shape}"
+                )
+            starts = starts.copy()
+            starts.flags.writeable = False
+            object.__setattr__(self, "word_starts", starts)
         if self.voice is None:  # the envs' keyword default before EnvConfig
             object.__setattr__(self, "voice", "text")
         if isinstance(self.voice, str) and self.voice not in VOICES:
@@ -139,6 +154,8 @@ def plain(value: Any) -> Any:
         return value
     if isinstance(value, PurePath):
         return str(value)
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of {value.size}"
     if isinstance(value, list | tuple):
         if value and all(isinstance(v, Scenario) for v in value):
             return f"{len(value)} scenarios in memory"

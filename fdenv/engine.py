@@ -234,11 +234,19 @@ class DuplexEngine:
     :meth:`step_one` and :meth:`observe_one`, the same state in Python scalars.
     """
 
-    def __init__(self, num_envs: int, voice: Voice, lead_in_s: float) -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        voice: Voice,
+        lead_in_s: float,
+        word_starts: np.ndarray | None = None,
+    ) -> None:
         if lead_in_s < 0:
             raise ValueError(f"lead_in_s must be >= 0, got {lead_in_s}")
         self.num_envs = num_envs
         self.voice = voice
+        self.word_starts = word_starts
+        """The tokenizer's word starts (``EnvConfig.word_starts``), handed to every episode."""
         self.lead_in_s = round(lead_in_s * SAMPLE_RATE) / SAMPLE_RATE
         self.streams: list[Stream | None] = [None] * num_envs
         self.frame = np.zeros(num_envs, dtype=np.int64)
@@ -432,6 +440,7 @@ class DuplexEngine:
                 context_s=stream.context_s,
                 events=events,
                 user_lines=lines,
+                word_starts=self.word_starts,
             )
             if self.frame[env] >= self.num_frames[env]:
                 self._finished[env] = built[env]

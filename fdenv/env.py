@@ -136,7 +136,7 @@ class FullDuplexEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.sampler = make_sampler(axis, self.config)
         self.voice = self.config.make_voice()
-        self._engine = DuplexEngine(1, self.voice, self.config.lead_in_s)
+        self._engine = DuplexEngine(1, self.voice, self.config.lead_in_s, self.config.word_starts)
         self._needs_reset = True
         self.last_episode: Episode | None = None
 

@@ -27,6 +27,8 @@ class Episode:
         events: what happened, each with its cause (closed-loop episodes; empty for a replay,
             whose labels are in the scenario).
         user_lines: the simulated user's lines as it said them (closed-loop episodes).
+        word_starts: which text token ids begin a word (``EnvConfig.word_starts``), so that
+            word counts join sub-word tokens; ``None``: every token is a word.
     """
 
     scenario: Scenario
@@ -38,6 +40,7 @@ class Episode:
     context_s: float = 0.0
     events: list[UserEvent] = field(default_factory=list)
     user_lines: list[PlayedLine] = field(default_factory=list)
+    word_starts: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def axis(self) -> str:

@@ -101,7 +101,9 @@ class FullDuplexVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.sampler = make_sampler(axis, self.config)
         self.voice = self.config.make_voice()
-        self._engine = DuplexEngine(num_envs, self.voice, self.config.lead_in_s)
+        self._engine = DuplexEngine(
+            num_envs, self.voice, self.config.lead_in_s, self.config.word_starts
+        )
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._autoreset = np.zeros(num_envs, dtype=bool)
         self._started = False

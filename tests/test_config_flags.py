@@ -328,7 +328,7 @@ def test_train_help_lists_every_field_with_its_doc():
     assert {flag.path[0] for flag in flags} == {f.name for f in dataclasses.fields(GRPOConfig)}
     env_flags = {flag.path[1] for flag in flags if flag.path[0] == "env"}
     env_fields = {f.name for f in dataclasses.fields(EnvConfig)}
-    assert env_flags == env_fields - {"text_card", "audio_card"}
+    assert env_flags == env_fields - {"text_card", "audio_card", "word_starts"}
     assert "No flags: env.text_card (the model's vocabulary)" in text
 
 

@@ -357,6 +357,50 @@ def test_words_from_text_tokens_lead_in_of_whole_frames():
     assert words_from_text_tokens([], lead_in_s=0.08) == []
 
 
+# ids 10 and 12 begin words, 11 and 13 continue them (SentencePiece pieces without "▁")
+WORD_STARTS = np.array([False] * 10 + [True, False, True, False])
+
+
+def test_words_from_text_tokens_join_the_pieces_of_a_word():
+    # frames 1-3 hold 10 11 13: one word [0.08, 0.32); 12 at frame 5 and 11 at frame 7 (a PAD
+    # between the pieces) are one word [0.40, 0.64)
+    tokens = [3, 10, 11, 13, 3, 12, 3, 11, 3]
+    found = words_from_text_tokens(tokens, lead_in_s=0.0, word_starts=WORD_STARTS)
+    assert [w.text for w in found] == ["10 11 13", "12 11"]
+    assert [w.start for w in found] == pytest.approx([0.08, 0.40])
+    assert [w.end for w in found] == pytest.approx([0.32, 0.64])
+    # without the table each token is a word, as before
+    assert len(words_from_text_tokens(tokens, lead_in_s=0.0)) == 5
+
+
+def test_words_from_text_tokens_edge_pieces():
+    # a first token that continues nothing, and an id past the table, begin words
+    found = words_from_text_tokens([11, 3, 10, 20, 11], 0.0, word_starts=WORD_STARTS)
+    assert [(w.text, round(w.start, 6), round(w.end, 6)) for w in found] == [
+        ("11", 0.0, 0.08),
+        ("10", 0.16, 0.24),
+        ("20 11", 0.24, 0.4),
+    ]
+    # a word begun in the lead-in is cut at 0; one that ends in it is dropped
+    found = words_from_text_tokens([10, 11, 11, 3], 0.16, word_starts=WORD_STARTS)
+    assert [(w.text, round(w.start, 6), round(w.end, 6)) for w in found] == [
+        ("10 11 11", 0.0, 0.08)
+    ]
+    found = words_from_text_tokens([10, 11, 3, 12], 0.24, word_starts=WORD_STARTS)
+    assert [(w.text, round(w.start, 6)) for w in found] == [("12", 0.0)]
+    assert words_from_text_tokens([3, 0], 0.0, word_starts=WORD_STARTS) == []
+
+
+def test_a_three_piece_backchannel_is_one_word_to_the_benchmark():
+    # "yeah" as three pieces in frames 1-3 within a 0.4 s segment: three words are a take-over
+    # (more than 2), one word is a backchannel
+    tokens = [3, 10, 11, 11, 3, 3]
+    segment = [Interval(0.08, 0.48)]
+    for starts, tor in ((None, 1), (WORD_STARTS, 0)):
+        words = words_from_text_tokens(tokens, 0.0, word_starts=starts)
+        assert backchannel(segment, words, 1.0, [0.5, 0.5], mode="corrected").tor == tor
+
+
 def test_words_from_text_tokens_bad_input():
     with pytest.raises(ValueError, match="1-D integer"):
         words_from_text_tokens(np.zeros((2, 3), dtype=np.int64), 0.0)

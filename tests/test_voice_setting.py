@@ -5,6 +5,7 @@ its decoded audio and Silero (the paper's way), never silently through the text 
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from agents.baselines import RuleAgent
@@ -54,6 +55,30 @@ def test_an_agent_without_audio_cannot_have_the_audio_voice():
         evaluate(RuleAgent(), ["TurnTaking"], episodes=1, env=AUDIO)
 
 
+def test_a_model_hands_its_word_starts_to_the_env(models):
+    pieces = [models.tokenizer.id_to_piece(i) for i in range(models.tokenizer.vocab_size())]
+    starts = models.word_starts
+    assert starts.shape == (models.text_card,)
+    assert starts[: len(pieces)].tolist() == [p.startswith("\u2581") for p in pieces]
+    assert starts[len(pieces) :].all()  # ids past the vocabulary begin words
+    assert 0 < starts.sum() < len(pieces)
+    config = env_for(MoshiPolicy(models), AUDIO)
+    assert np.array_equal(config.word_starts, starts)
+    assert env_for(RuleAgent(), AUDIO.replace(voice="text")).word_starts is None
+    mine = np.ones(models.text_card, dtype=bool)
+    assert env_for(MoshiPolicy(models), AUDIO.replace(word_starts=mine)).word_starts.all()
+    episode = evaluate(MoshiPolicy(models), ["TurnTaking"], episodes=1)["TurnTaking"].played[0]
+    assert np.array_equal(episode.word_starts, starts)
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 2), dtype=bool), np.ones(4, dtype=np.int64)])
+def test_word_starts_must_be_one_boolean_per_token(bad):
+    with pytest.raises(ValueError, match="word_starts must be None or a 1-D boolean"):
+        EnvConfig(word_starts=bad)
+    kept = EnvConfig(word_starts=np.array([True, False])).word_starts
+    assert not kept.flags.writeable
+
+
 def test_models_are_heard_through_their_audio_by_default(models):
     assert GRPOConfig().env.voice == "audio" and EvalConfig().env.voice == "auto"
     result = evaluate(MoshiPolicy(models), ["TurnTaking"], episodes=1)
@@ -73,6 +98,7 @@ def test_the_trainer_rolls_out_and_evaluates_on_the_audio_path(models, tmp_path)
     )
     trainer = GRPOTrainer(config, models, tmp_path)
     assert isinstance(trainer.env.voice, DecodingVoice)
+    assert np.array_equal(trainer.env.config.word_starts, models.word_starts)
     assert trainer.eval_env.voice == "audio"  # each evaluation builds its own
     assert trainer.evaluate()["TurnTaking"].played[0].agent_audio is not None
     assert trainer.train_iteration()["updates"] > 0

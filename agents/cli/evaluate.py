@@ -75,6 +75,7 @@ EVAL_FLAGS = ConfigFlags(
         "env.axis_weights": "each axis is evaluated on its own",
         "env.text_card": "each agent's",
         "env.audio_card": "each agent's",
+        "env.word_starts": "each agent's tokenizer",
     },
 )
 PRESETS = ("tiny-base", "tiny-random")

@@ -52,7 +52,11 @@ from fdenv.wrappers import RecordEpisode
 CONFIG_FLAGS = ConfigFlags(
     GRPOConfig,
     flatten=("env",),
-    skip={"env.text_card": "the model's vocabulary", "env.audio_card": "the model's vocabulary"},
+    skip={
+        "env.text_card": "the model's vocabulary",
+        "env.audio_card": "the model's vocabulary",
+        "env.word_starts": "the model's tokenizer",
+    },
 )
 """A flag per GRPOConfig field; the env's settings without prefix (``--lead-in-s``)."""
 

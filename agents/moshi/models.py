@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,16 @@ class MoshiModels:
     @property
     def device(self) -> torch.device:
         return self.lm.device
+
+    @cached_property
+    def word_starts(self) -> np.ndarray:
+        """For each text token id, whether it begins a word (a SentencePiece piece that starts
+        with "▁"); ids past the tokenizer's vocabulary begin words. The env joins the pieces
+        of a word with it, so the benchmark's word counts see words, not pieces."""
+        starts = np.ones(self.text_card, dtype=bool)
+        size = min(self.text_card, self.tokenizer.vocab_size())
+        starts[:size] = [self.tokenizer.id_to_piece(i).startswith("\u2581") for i in range(size)]
+        return starts
 
 
 def eager_on_cpu(device: str | torch.device) -> AbstractContextManager[None]:

@@ -109,6 +109,11 @@ class MoshiPolicy(torch.nn.Module):
     def audio_card(self) -> int:
         return self.models.audio_card
 
+    @property
+    def word_starts(self) -> np.ndarray:
+        """Which text token ids begin a word (``fdenv.agent.env_for`` hands it to the env)."""
+        return self.models.word_starts
+
     def audio_voice(self) -> DecodingVoice:
         """The paper's way to hear this policy: its audio tokens decoded by its model's decoder
         (a copy of its Mimi; a table fitted to the tiny Mimi, whose decoder is random), then

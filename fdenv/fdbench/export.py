@@ -17,9 +17,10 @@ client's no priming. It writes next to the input:
   ``output.wav`` is silence, so only ``output.json`` says what they did, and the official ASR
   step must not be rerun on their folders (it would overwrite it with nothing).
 - ``output.json``: the benchmark's ASR format (``{"text", "chunks": [{"text", "timestamp"}]}``)
-  with one chunk per text token (:func:`fdenv.fdbench.metrics.words_from_text_tokens`, whose
+  with one chunk per word of the text stream (:func:`fdenv.fdbench.metrics.words_from_text_tokens`
+  joins a word's sub-word tokens where the policy's tokenizer says where words start, and its
   docstring says how token timings differ from ASR), decoded with the policy's tokenizer where it
-  has one (the token id otherwise). For an interruption sample, only words after the
+  has one (the token ids otherwise). For an interruption sample, only words after the
   interruption's end are written, as the benchmark's ASR only hears the audio after it.
 
 Many samples play at once, in one vector env stepped by :func:`fdenv.play.play`, as in
@@ -56,10 +57,13 @@ OFFICIAL_OUTPUT_RATE = SAMPLE_RATE
 """The rate of the official Moshi client's ``output.wav`` (24 kHz, Moshi's own)."""
 
 
-def asr_json(words: Sequence[Word], decode: Callable[[int], str] | None = None) -> dict:
-    """Words in the benchmark's ASR format; ``decode`` maps a token id to its text."""
+def asr_json(words: Sequence[Word], decode: Callable[[list[int]], str] | None = None) -> dict:
+    """Words in the benchmark's ASR format; ``decode`` maps a word's token ids to its text."""
     chunks = [
-        {"text": decode(int(w.text)) if decode else w.text, "timestamp": [w.start, w.end]}
+        {
+            "text": decode([int(i) for i in w.text.split()]) if decode else w.text,
+            "timestamp": [w.start, w.end],
+        }
         for w in words
     ]
     return {"text": " ".join(c["text"] for c in chunks), "chunks": chunks}
@@ -117,7 +121,7 @@ def export_folder(
     root: str | Path,
     *,
     voice: Voice | None = None,
-    decode: Callable[[int], str] | None = None,
+    decode: Callable[[list[int]], str] | None = None,
     lead_in_s: float = DEFAULT_LEAD_IN_S,
     output_rate: int | None = OFFICIAL_OUTPUT_RATE,
     batch_size: int = 8,
@@ -126,12 +130,12 @@ def export_folder(
     """Writes ``output.wav`` and ``output.json`` into every sample folder under ``root``;
     returns the sample folders. ``voice`` makes the agent's audio (e.g.
     ``MimiVoice(models.mimi)``; the default :class:`fdenv.voice.TextVoice` makes none, so
-    ``output.wav`` is silence) and ``decode`` turns a text token into its text (a tokenizer's
-    ``decode``; the default writes token ids). ``lead_in_s`` of silence primes the agent and
-    its output over it is dropped (0: no priming, as the official client). ``output_rate`` is
-    ``output.wav``'s rate, with the input's duration: the official client's 24 kHz by default,
-    ``None`` for the input's own rate and length. Deterministic for a seeded agent and a
-    ``batch_size``."""
+    ``output.wav`` is silence) and ``decode`` turns a word's token ids into its text (a
+    tokenizer's ``decode``; the default writes token ids). ``lead_in_s`` of silence primes the
+    agent and its output over it is dropped (0: no priming, as the official client).
+    ``output_rate`` is ``output.wav``'s rate, with the input's duration: the official client's
+    24 kHz by default, ``None`` for the input's own rate and length. Deterministic for a
+    seeded agent and a ``batch_size``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if output_rate is not None and output_rate < 1:

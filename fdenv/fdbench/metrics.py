@@ -131,23 +131,31 @@ def words_from_text_tokens(
     pad_id: int = PAD_ID,
     epad_id: int = EPAD_ID,
     frame_s: float = FRAME_S,
+    word_starts: np.ndarray | None = None,
 ) -> list[Word]:
     """Word timings from a policy's text stream, to score episodes without running ASR.
 
-    Every token other than PAD and EPAD is one word spanning the frame it was emitted in, in
-    scenario time (frame ``k`` starts at ``k * frame_s - lead_in_s``). Words in the lead-in are
-    dropped and one straddling time 0 is cut there, as the benchmark's output starts with the
-    input. How this differs from ASR of the output audio:
+    Every token other than PAD and EPAD is part of a word, in scenario time (frame ``k`` starts
+    at ``k * frame_s - lead_in_s``). With ``word_starts`` (a boolean per token id: whether the
+    token begins a word, SentencePiece's pieces that start with "▁") a word runs from the frame
+    of its first token to the end of the frame of the last token before the next word start,
+    PAD frames between its pieces included: Moshi's tokenizer splits many words ("yeah" may be
+    three pieces), and the benchmark's word-count rules (more than 3 words is a turn, at most 2
+    a backchannel) count words as its ASR hears them. Without it every token is a word one
+    frame long. Ids beyond the table, and a first token that continues nothing, begin words.
+    Words that end in the lead-in are dropped and one straddling time 0 is cut there, as the
+    benchmark's output starts with the input. How this differs from ASR of the output audio:
 
-    - sub-word tokens count as words, so the word-count rules (more than 3 words is a turn,
-      at most 2 a backchannel) trip earlier than with ASR;
+    - without ``word_starts``, sub-word tokens count as words, so the word-count rules trip
+      earlier than with ASR;
     - a word's time is when its token was emitted, and it lasts one frame; ASR times the sound.
       Moshi's inner monologue runs ahead of its audio by the acoustic delay (one 80 ms frame
       for ``delays`` [0, 0, 1, ...]), so token latencies are about that much shorter;
     - sounds without text (laughter, breathing, babble) are no words here; ASR may transcribe
       them (the fixtures have "[UH]"), and text the voice never pronounces still counts.
 
-    Token ids are written as the word's text: decoding needs the tokenizer, scoring does not.
+    A word's text is its token ids, space-separated: decoding needs the tokenizer, scoring
+    does not.
     """
     tokens = np.asarray(tokens_per_frame)
     if tokens.ndim != 1 or (tokens.size and not np.issubdtype(tokens.dtype, np.integer)):
@@ -159,24 +167,41 @@ def words_from_text_tokens(
     if frame_s <= 0:
         raise ValueError(f"frame_s must be > 0 seconds, got {frame_s}")
     frames = np.flatnonzero((tokens != pad_id) & (tokens != epad_id))
-    starts = frames * frame_s - lead_in_s
-    kept = starts + frame_s > 1e-9  # ends after time 0, float slivers aside
-    frames, starts = frames[kept], starts[kept]
+    ids = tokens[frames]
+    if word_starts is None or not len(frames):
+        firsts = lasts = np.arange(len(frames))
+        texts = [str(i) for i in ids.tolist()]
+    else:
+        begins = np.ones(len(frames), dtype=bool)
+        known = ids < len(word_starts)
+        begins[known] = word_starts[ids[known]]
+        begins[0] = True
+        firsts = np.flatnonzero(begins)
+        lasts = np.append(firsts[1:] - 1, len(frames) - 1)
+        texts = [" ".join(map(str, piece.tolist())) for piece in np.split(ids, firsts[1:])]
+    starts = frames[firsts] * frame_s - lead_in_s
+    ends = (frames[lasts] + 1) * frame_s - lead_in_s
+    kept = ends > 1e-9  # ends after time 0, float slivers aside
     return [
-        Word(str(token), start, end)
-        for token, start, end in zip(
-            tokens[frames].tolist(),
+        Word(text, start, end)
+        for text, start, end, keep in zip(
+            texts,
             np.maximum(starts, 0.0).tolist(),
-            (starts + frame_s).tolist(),
+            ends.tolist(),
+            kept.tolist(),
             strict=True,
         )
+        if keep
     ]
 
 
 def episode_words(episode: Episode) -> list[Word]:
     """The timed words of an episode's text stream in scenario time (the lead-in's dropped):
-    what an ASR of the benchmark's output, which starts with the input, would time."""
-    return words_from_text_tokens(episode.text_tokens, episode.lead_in_s)
+    what an ASR of the benchmark's output, which starts with the input, would time. Sub-word
+    tokens join into words where the episode knows its tokenizer's word starts."""
+    return words_from_text_tokens(
+        episode.text_tokens, episode.lead_in_s, word_starts=episode.word_starts
+    )
 
 
 def label_distribution(backchannels: Sequence[Interval], duration_s: float) -> list[float]:
