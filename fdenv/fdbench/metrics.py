@@ -148,7 +148,7 @@ def words_from_text_tokens(
 
     - without ``word_starts``, sub-word tokens count as words, so the word-count rules trip
       earlier than with ASR;
-    - a word's time is when its token was emitted, and it lasts one frame; ASR times the sound.
+    - a word's time is when its tokens were emitted, a frame each; ASR times the sound.
       Moshi's inner monologue runs ahead of its audio by the acoustic delay (one 80 ms frame
       for ``delays`` [0, 0, 1, ...]), so token latencies are about that much shorter;
     - sounds without text (laughter, breathing, babble) are no words here; ASR may transcribe
@@ -180,7 +180,7 @@ def words_from_text_tokens(
         lasts = np.append(firsts[1:] - 1, len(frames) - 1)
         texts = [" ".join(map(str, piece.tolist())) for piece in np.split(ids, firsts[1:])]
     starts = frames[firsts] * frame_s - lead_in_s
-    ends = (frames[lasts] + 1) * frame_s - lead_in_s
+    ends = frames[lasts] * frame_s - lead_in_s + frame_s
     kept = ends > 1e-9  # ends after time 0, float slivers aside
     return [
         Word(text, start, end)
