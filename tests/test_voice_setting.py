@@ -15,7 +15,7 @@ from agents.moshi.codebook_voice import audio_voice, has_trained_decoder
 from agents.moshi.models import tiny_models
 from agents.moshi.policy import MoshiPolicy
 from fdenv.agent import env_for
-from fdenv.config import EnvConfig
+from fdenv.config import EnvConfig, plain
 from fdenv.voice import CodebookVoice, DecodingVoice, MimiVoice, TextVoice
 
 AUDIO = EnvConfig(num_scenarios=1, scenario_seed=1, voice="audio")
@@ -77,6 +77,12 @@ def test_word_starts_must_be_one_boolean_per_token(bad):
         EnvConfig(word_starts=bad)
     kept = EnvConfig(word_starts=np.array([True, False])).word_starts
     assert not kept.flags.writeable
+
+
+def test_a_run_record_names_the_word_starts_without_listing_them():
+    record = plain(EnvConfig(word_starts=np.array([True, False, True])))
+    assert record["word_starts"] == "bool array of 3"
+    assert plain(EnvConfig())["word_starts"] is None
 
 
 def test_models_are_heard_through_their_audio_by_default(models):
