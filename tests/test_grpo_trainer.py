@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import noise_scenario
 
-from agents.grpo.trainer import GRPOConfig, GRPOTrainer
+from agents.grpo.trainer import GRPOConfig, GRPOTrainer, scored_audio_codebooks
 from agents.moshi.models import tiny_models
 from agents.moshi.rollout import rollout
 from fdenv import Axis, AxisScore, register_axis
@@ -101,6 +101,32 @@ def test_one_update_raises_the_probability_of_a_better_rollout(tmp_path):
     old = batch["old_logprob"]
     change = ((new - old) * mask).sum(dim=(1, 2))
     assert change[0] > 0 > change[1]  # up for A = +1, down for A = -1
+
+
+@pytest.mark.parametrize(
+    ("weights", "codebooks"),
+    [((1.0,) + (0.0,) * 8, 0), ((1.0, 1.0) + (0.0,) * 7, 1), ((0.0,) * 3 + (0.5,) + (0.0,) * 5, 3)],
+)
+def test_the_scorer_scores_audio_up_to_the_last_weighted_codebook(weights, codebooks):
+    assert scored_audio_codebooks(weights) == codebooks
+
+
+def test_a_weighted_semantic_codebook_is_trained(tmp_path):
+    """With the semantic codebook weighted, an update raises its log-probabilities on a better
+    rollout and lowers them on a worse one; the other codebooks are not scored."""
+    trainer = GRPOTrainer(
+        config(beta=0.0, rollouts_per_update=8, stream_weights=(0.0, 1.0) + (0.0,) * 7),
+        hesitant_models(5),
+        tmp_path,
+    )
+    result = rollout(trainer.policy, trainer.env, seed=0)
+    batch = trainer._batch(result, np.array([1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    trainer.update(batch)
+    with torch.no_grad():
+        new, mask, _ = trainer.scorer(result.codes, result.trainable)
+    assert mask[:, 1].any() and not mask[:, 2:].any()
+    change = ((new - batch["old_logprob"])[:, 1] * mask[:, 1]).sum(dim=1)
+    assert change[0] > 0 > change[1]
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from conftest import noise_scenario
 
 import fdenv
-from agents.moshi.logprobs import sampler_logprobs, sequence_logprobs
+from agents.moshi.logprobs import leading_audio_logits, sampler_logprobs, sequence_logprobs
 from agents.moshi.models import tiny_models
 from agents.moshi.policy import MoshiPolicy
 from agents.moshi.rollout import rollout
@@ -73,7 +73,7 @@ def test_teacher_forced_logprobs_match_sampling_time_to_1e4(models):
     assert codes.shape == (3, 17, 24) and lengths.tolist() == [24, 24, 24]
     s = policy.sampling
     with torch.no_grad():
-        scored = sequence_logprobs(models.lm, codes, s, with_audio=True)
+        scored = sequence_logprobs(models.lm, codes, s, audio_codebooks=8)
     # frame j's text and first codebook were sampled at step j, codebooks 1-7 at step j + 1
     # (Moshi's acoustic delay); the pass cannot score codebooks 1-7 of the last frame
     text = torch.stack(
@@ -136,6 +136,30 @@ def test_resetting_one_env_restarts_its_sequence_only(models):
     torch.testing.assert_close(scored.text[0], torch.stack(env0), atol=1e-4, rtol=0)
     torch.testing.assert_close(scored.text[1, :11], torch.stack(env1), atol=1e-4, rtol=0)
     assert not scored.text_mask[1, 11:].any()
+
+
+def test_leading_codebooks_score_as_the_full_pass(models):
+    """Running the depth transformer k codebooks deep gives lm(codes)'s logits for those k,
+    padded frames and the acoustic delay included; the other codebooks stay 0 and masked."""
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 2048, (2, 17, 30), generator=generator)
+    codes[:, 0] = torch.randint(0, models.text_card, (2, 30), generator=generator)
+    codes[1, :, 21:] = -1
+    with torch.no_grad():
+        full = models.lm(codes)
+        for k in (1, 3):
+            text, logits, valid = leading_audio_logits(models.lm, codes, k)
+            assert torch.equal(valid, full.mask[:, :k])
+            torch.testing.assert_close(logits[valid], full.logits[:, :k][valid], atol=1e-5, rtol=0)
+            torch.testing.assert_close(text, full.text_logits[:, 0].nan_to_num(), atol=1e-5, rtol=0)
+        semantic = sequence_logprobs(models.lm, codes, audio_codebooks=1)
+        every = sequence_logprobs(models.lm, codes, audio_codebooks=8)
+    assert semantic.audio_mask[:, 0].tolist() == every.audio_mask[:, 0].tolist()
+    assert semantic.audio_mask[1, 0, 21:].sum() == 0 and semantic.audio_mask[0, 0].all()
+    torch.testing.assert_close(semantic.audio[:, 0], every.audio[:, 0])
+    assert not semantic.audio_mask[:, 1:].any() and (semantic.audio[:, 1:] == 0).all()
+    with pytest.raises(ValueError, match=r"codebooks must be in \[1, 8\], got 9"):
+        leading_audio_logits(models.lm, codes, 9)
 
 
 def test_streaming_lm_refuses_teacher_forcing(models):

@@ -329,6 +329,12 @@ LossFactory = Callable[[MoshiScorer, "GRPOConfig"], LossModule]
 """Builds the policy loss from the trainer's scorer and config (see :func:`grpo_loss`)."""
 
 
+def scored_audio_codebooks(stream_weights: tuple[float, ...]) -> int:
+    """How many leading audio codebooks the scorer must score: up to the last one weighted."""
+    weighted = [k for k, weight in enumerate(stream_weights[1:], start=1) if weight > 0]
+    return max(weighted, default=0)
+
+
 def grpo_loss(scorer: MoshiScorer, config: GRPOConfig) -> LossModule:
     """The default loss: :class:`GRPOLoss` with the config's clip, KL and aggregation."""
     return GRPOLoss(
@@ -370,7 +376,9 @@ class GRPOTrainer:
         """Each trained axis' KL weight: ``beta`` unless ``beta_by_axis`` names the axis."""
         self.reference = ReferenceModel(lm) if any(self.kl_weights.values()) else None
         self.policy = MoshiPolicy(models, config.sampling)
-        self.scorer = MoshiScorer(lm, config.sampling, with_audio=any(config.stream_weights[1:]))
+        self.scorer = MoshiScorer(
+            lm, config.sampling, scored_audio_codebooks(config.stream_weights)
+        )
         self.loss = make_loss(self.scorer, config)
         distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if distributed else 0
@@ -559,7 +567,9 @@ class GRPOTrainer:
                 scorer = (
                     self.scorer  # LoRA: the policy itself with its adapters off
                     if reference_lm is self.models.lm
-                    else MoshiScorer(reference_lm, self.config.sampling, self.scorer.with_audio)
+                    else MoshiScorer(
+                        reference_lm, self.config.sampling, self.scorer.audio_codebooks
+                    )
                 )
                 ref = scorer(result.codes, result.trainable)[0]
             data["ref_logprob"] = ref

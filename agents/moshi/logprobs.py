@@ -80,15 +80,57 @@ def text_logits(lm: LMModel, codes: torch.Tensor) -> torch.Tensor:
     return logits[:, 0]
 
 
+def leading_audio_logits(
+    lm: LMModel, codes: torch.Tensor, codebooks: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Text logits ``[B, T, text_card]``, and logits ``[B, codebooks, T, card]`` with their
+    validity ``[B, codebooks, T]`` for the first ``codebooks`` audio codebooks, equal to
+    ``lm(codes)``'s.
+
+    The depth transformer is causal over codebooks, so the first ``k`` of its outputs depend on
+    its first ``k`` inputs only: scoring the semantic codebook alone (``codebooks=1``) runs it one
+    position deep instead of eight, about an eighth of its cost.
+    """
+    if not 1 <= codebooks <= lm.dep_q:
+        raise ValueError(f"codebooks must be in [1, {lm.dep_q}], got {codebooks}")
+    delayed = delayed_codes(lm, codes)
+    hidden, text = lm.forward_text(delayed[:, :, :-1])
+    targets = delayed[:, :, 1:]
+    batch, _, frames = codes.shape
+    schedule = lm.depformer_weights_per_step_schedule
+    inputs = []
+    for k in range(codebooks):
+        linear = (schedule[k] if schedule is not None else k) if lm.depformer_multi_linear else 0
+        previous = (
+            lm.depformer_text_emb(targets[:, 0])
+            if k == 0
+            else lm.depformer_emb[k - 1](targets[:, lm.audio_offset + k - 1])
+        )
+        inputs.append(previous + lm.depformer_in[linear](hidden))
+    depth = lm.depformer(torch.stack(inputs, 2).view(batch * frames, codebooks, -1))
+    logits = torch.full(
+        (batch, codebooks, frames, lm.card), float("nan"), device=codes.device, dtype=depth.dtype
+    )
+    valid = torch.zeros(batch, codebooks, frames, dtype=torch.bool, device=codes.device)
+    for k in range(codebooks):
+        per_frame = lm.linears[k](lm.depformer_norms[k](depth[:, k])).view(batch, frames, -1)
+        delay = lm.delays[lm.audio_offset + k]
+        logits[:, k, : frames - delay] = per_frame[:, delay:]
+        valid[:, k, : frames - delay] = codes[:, lm.audio_offset + k, : frames - delay] >= 0
+    return text[:, 0], logits, valid
+
+
 def sequence_logprobs(
     lm: LMModel,
     codes: torch.Tensor,
     sampling: SamplingConfig = DEFAULT_SAMPLING,
     *,
     trainable: torch.Tensor | None = None,
-    with_audio: bool = False,
+    audio_codebooks: int = 0,
 ) -> SequenceLogProbs:
-    """Scores ``codes [B, 17, T]`` (from :meth:`MoshiPolicy.sequences`) under ``lm``.
+    """Scores ``codes [B, 17, T]`` (from :meth:`MoshiPolicy.sequences`) under ``lm``: the text
+    stream and the first ``audio_codebooks`` audio codebooks (0: text only; 1: the semantic
+    codebook; 8: all), the rest of ``audio`` 0 and masked.
 
     ``trainable [B, T]`` marks frames that may carry a loss (for example not the lead-in or a
     prepended context); gradients flow when ``lm`` requires them. Call it outside streaming.
@@ -98,8 +140,10 @@ def sequence_logprobs(
             "the LM is still streaming (its cache would leak into the teacher-forced pass); "
             "call MoshiPolicy.stop() after the rollout"
         )
-    output = lm(codes) if with_audio else None
-    logits = output.text_logits[:, 0] if output is not None else text_logits(lm, codes)
+    if audio_codebooks:
+        logits, audio_logits, audio_valid = leading_audio_logits(lm, codes, audio_codebooks)
+    else:
+        logits = text_logits(lm, codes)
     text_mask = codes[:, 0] >= 0  # the text stream has no delay: every frame is predictable
     if trainable is not None:
         text_mask &= trainable
@@ -111,23 +155,33 @@ def sequence_logprobs(
         text_mask,
         text_entropy=torch.where(text_mask, entropy(log_p.detach()), 0.0),
     )
-    if output is not None:
-        audio_codes = codes[:, 1 : 1 + lm.dep_q]
-        audio_mask = output.mask & (audio_codes >= 0)
-        if trainable is not None:
-            audio_mask &= trainable[:, None]
-        logits = torch.where(audio_mask[..., None], output.logits, 0.0)
-        audio = sampler_logprobs(logits, audio_codes, sampling.temp_audio, sampling.top_k_audio)
-        result.audio = torch.where(audio_mask, audio, 0.0)
-        result.audio_mask = audio_mask
+    if audio_codebooks:
+        audio_codes = codes[:, lm.audio_offset : lm.audio_offset + audio_codebooks]
+        scored_mask = audio_valid & trainable[:, None] if trainable is not None else audio_valid
+        audio_logits = torch.where(scored_mask[..., None], audio_logits, 0.0)
+        audio = sampler_logprobs(
+            audio_logits, audio_codes, sampling.temp_audio, sampling.top_k_audio
+        )
+        unscored = lm.dep_q - audio_codebooks
+        result.audio = torch.cat(
+            [
+                torch.where(scored_mask, audio, 0.0),
+                audio.new_zeros(*text.shape[:1], unscored, text.shape[-1]),
+            ],
+            1,
+        )
+        result.audio_mask = torch.cat(
+            [scored_mask, scored_mask.new_zeros(*text.shape[:1], unscored, text.shape[-1])], 1
+        )
     return result
 
 
 class MoshiScorer(torch.nn.Module):
     """The GRPO actor for Moshi: log-probs ``[B, 9, T]`` (text, then 8 audio codebooks).
 
-    Audio codebooks are scored only when ``with_audio`` is set; otherwise their rows are 0 and
-    masked out, so a text-only objective (the paper's) costs no audio work.
+    Only the first ``audio_codebooks`` audio codebooks are scored; the other rows are 0 and
+    masked out, so a text-only objective (the paper's) costs no audio work and one on the
+    semantic codebook runs the depth transformer one codebook deep.
 
     By default the probabilities use the sampling temperatures over the whole vocabulary, not
     the top-k (as TRL scores completions): once the weights move, a sampled token can leave the
@@ -139,12 +193,12 @@ class MoshiScorer(torch.nn.Module):
         self,
         lm: LMModel,
         sampling: SamplingConfig = DEFAULT_SAMPLING,
-        with_audio: bool = False,
+        audio_codebooks: int = 0,
         truncate_top_k: bool = False,
     ):
         super().__init__()
         self.lm = lm
-        self.with_audio = with_audio
+        self.audio_codebooks = audio_codebooks
         self.sampling = (
             sampling if truncate_top_k else replace(sampling, top_k_text=0, top_k_audio=0)
         )
@@ -154,7 +208,7 @@ class MoshiScorer(torch.nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns log-probs ``[B, 9, T]``, their mask and the text entropy ``[B, T]``."""
         scored = sequence_logprobs(
-            self.lm, codes, self.sampling, trainable=trainable, with_audio=self.with_audio
+            self.lm, codes, self.sampling, trainable=trainable, audio_codebooks=self.audio_codebooks
         )
         batch, frames = scored.text.shape
         logprob = scored.text.new_zeros(batch, 1 + self.lm.dep_q, frames)
