@@ -91,9 +91,20 @@ class TestTurnTaking:
                 assert score.terms["pause"] == expected, (name, rule)
                 assert score.reward == pytest.approx(paper.reward + expected), (name, rule)
 
+    def test_the_mid_turn_threshold_is_a_setting(self):
+        scenario, _ = self._episode([])
+        end = scenario.turn_end
+        # a 0.8 s interval mid-turn, then the answer: within 1 s, over 0.5 s
+        _, episode = self._episode([I(1.0, 1.8), I(end + 0.4, end + 2.4)])
+        assert TurnTaking(mid_turn_rule="interval").score(episode).terms["pause"] == 0.0
+        strict = TurnTaking(mid_turn_rule="interval", mid_turn_max_speech_s=0.5)
+        assert strict.score(episode).terms["pause"] == -1.0
+
     def test_an_unknown_mid_turn_rule_is_refused(self):
         with pytest.raises(ValueError, match="'interval' or 'span'"):
             TurnTaking(mid_turn_rule="total")
+        with pytest.raises(ValueError, match="mid_turn_max_speech_s must be > 0, got 0"):
+            TurnTaking(mid_turn_rule="interval", mid_turn_max_speech_s=0)
 
 
 class TestInterruption:

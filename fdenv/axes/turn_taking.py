@@ -75,11 +75,16 @@ class TurnTaking(Axis):
     mid_turn_rule: PauseRule | None = None
     """``None``: the paper's rule (speech before the turn end costs nothing here); ``"interval"``
     or ``"span"``: a ``pause`` term of -1 when the agent's speech before the turn end breaks
-    that pause rule (:class:`~fdenv.axes.pause_handling.PauseHandling`'s, over 1 s)."""
+    that pause rule (:class:`~fdenv.axes.pause_handling.PauseHandling`'s)."""
+    mid_turn_max_speech_s: float = 1.0
+    """With ``mid_turn_rule``: agent speech before the turn end longer than this breaks the rule
+    (the pause axis' ``max_speech_s``, the paper's 1 s)."""
 
     def __post_init__(self) -> None:
         if self.mid_turn_rule is not None:
             check_pause_rule(self.mid_turn_rule)
+        if not self.mid_turn_max_speech_s > 0:
+            raise ValueError(f"mid_turn_max_speech_s must be > 0, got {self.mid_turn_max_speech_s}")
 
     def score(self, episode: Episode) -> AxisScore:
         scenario = episode.scenario
@@ -91,7 +96,9 @@ class TurnTaking(Axis):
         terms = {"turn": -delay}
         if self.mid_turn_rule is not None:
             during_turn = clip(speech, 0.0, scenario.turn_end)
-            terms["pause"] = pause_reward(during_turn, rule=self.mid_turn_rule)
+            terms["pause"] = pause_reward(
+                during_turn, self.mid_turn_max_speech_s, rule=self.mid_turn_rule
+            )
         return AxisScore(terms=terms, stats={"latency_s": delay, "responded": float(responded)})
 
     def metrics(self, episode: Episode) -> dict[str, float]:
