@@ -165,7 +165,9 @@ class GRPOConfig:
     """Advantage scale: the group's reward std (``group``), the batch's (``batch``) or none
     (``none``, Dr. GRPO)."""
     stream_weights: tuple[float, ...] = (1.0,) + (0.0,) * 8
-    """Text, then 8 audio codebooks; the paper optimises text tokens only."""
+    """Text, then 8 audio codebooks; the paper optimises text tokens only. Weighing an audio
+    codebook runs the depth transformer up to the last one weighted: the semantic codebook
+    alone (``1 1 0 0 0 0 0 0 0``) made a demo iteration about 7% longer."""
     reward_weights: dict[str, float] | None = None
     """GDPO: when rollouts carry several reward terms (a judge's ``llm`` beside the timing),
     each is z-scored within its group, then summed with these weights (``None``: equal, as the
