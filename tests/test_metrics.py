@@ -18,6 +18,7 @@ from fdenv.fdbench.asr_json import parse_asr_words, read_asr_words
 from fdenv.fdbench.metrics import (
     NO_BACKCHANNEL_JSD,
     TurnResult,
+    audible_words,
     backchannel,
     backchannel_jsd,
     backchannel_segments,
@@ -399,6 +400,28 @@ def test_a_three_piece_backchannel_is_one_word_to_the_benchmark():
     for starts, tor in ((None, 1), (WORD_STARTS, 0)):
         words = words_from_text_tokens(tokens, 0.0, word_starts=starts)
         assert backchannel(segment, words, 1.0, [0.5, 0.5], mode="corrected").tor == tor
+
+
+def test_audible_words_are_those_the_speech_overlaps():
+    W = Word
+    words = [W("a", 0.0, 0.08), W("b", 0.40, 0.56), W("c", 1.00, 1.08), W("d", 2.00, 2.08)]
+    speech = [Interval(0.05, 0.30), Interval(1.08, 1.50), Interval(1.90, 2.01)]
+    # a overlaps [0.05, 0.30); b lies in silence; c ends where speech starts (no overlap);
+    # d overlaps the last interval's final 0.01 s
+    assert [w.text for w in audible_words(words, speech)] == ["a", "d"]
+    assert audible_words(words, []) == []
+    assert audible_words([], speech) == []
+
+
+def test_a_turn_taken_in_text_but_not_in_audio_is_not_taken():
+    # a 1.2 s answer in the text stream after a turn end at 1.0 s: a take-over if voiced,
+    # nothing to the benchmark's ASR if the audio stays silent
+    tokens = [3] * 13 + [1000 + k for k in range(15)] + [3] * 4
+    words = words_from_text_tokens(tokens, 0.0)
+    assert turn_taking(words, 1.0).tor == 1
+    assert turn_taking(audible_words(words, []), 1.0).tor == 0
+    voiced = audible_words(words, [Interval(1.04, 2.30)])
+    assert voiced == words and turn_taking(voiced, 1.0).latency == pytest.approx(0.04)
 
 
 def test_words_from_text_tokens_bad_input():

@@ -91,6 +91,19 @@ class TestTurnTaking:
                 assert score.terms["pause"] == expected, (name, rule)
                 assert score.reward == pytest.approx(paper.reward + expected), (name, rule)
 
+    def test_the_benchmark_hears_only_voiced_words(self):
+        # the text stream answers from 0.4 s after the turn end for 1.2 s; the benchmark's
+        # turn is taken only where the audio voices those words
+        scenario, _ = self._episode([])
+        frames = int(scenario.duration / 0.08) + 1
+        text = np.full(frames, PAD_ID)
+        first = int((scenario.turn_end + 0.4) / 0.08) + 1
+        text[first : first + 15] = np.arange(1000, 1015)
+        answer = I(first * 0.08, first * 0.08 + 1.3)
+        for speech, tor in (([], 0.0), ([answer], 1.0)):
+            episode = Episode(scenario, 0.0, np.zeros(frames, bool), text, speech)
+            assert TurnTaking().metrics(episode)["tor"] == tor
+
     def test_the_mid_turn_threshold_is_a_setting(self):
         scenario, _ = self._episode([])
         end = scenario.turn_end
