@@ -69,7 +69,8 @@ class Axis(ABC):
     name: ClassVar[str]
     version: ClassVar[int] = 0
     metrics_source: ClassVar[str] = (
-        "Full-Duplex-Bench v1 metrics from the agents' text tokens (latency over take-overs only)"
+        "Full-Duplex-Bench v1 metrics from the agents' audible text tokens (latency over "
+        "take-overs only)"
     )
     """What :meth:`metrics` measures, for the titles of reports."""
     closed_loop: ClassVar[bool] = False
@@ -91,8 +92,9 @@ class Axis(ABC):
 
     def metrics(self, episode: Episode) -> dict[str, float]:
         """Full-Duplex-Bench v1 numbers for a finished episode (see :mod:`fdenv.fdbench.metrics`),
-        computed from the agent's text tokens as word timings; NaN where the benchmark has no
-        value (latency without a take-over). Axes without a benchmark task return ``{}``."""
+        computed from the agent's text tokens that its audio voices, as word timings; NaN where
+        the benchmark has no value (latency without a take-over). Axes without a benchmark task
+        return ``{}``."""
         return {}
 
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:

@@ -17,9 +17,10 @@ client's no priming. It writes next to the input:
   ``output.wav`` is silence, so only ``output.json`` says what they did, and the official ASR
   step must not be rerun on their folders (it would overwrite it with nothing).
 - ``output.json``: the benchmark's ASR format (``{"text", "chunks": [{"text", "timestamp"}]}``)
-  with one chunk per word of the text stream (:func:`fdenv.fdbench.metrics.words_from_text_tokens`
-  joins a word's sub-word tokens where the policy's tokenizer says where words start, and its
-  docstring says how token timings differ from ASR), decoded with the policy's tokenizer where it
+  with one chunk per audible word of the text stream (:func:`fdenv.fdbench.metrics.episode_words`:
+  a word's sub-word tokens joined where the policy's tokenizer says where words start, kept
+  where the agent's speech overlaps it; :func:`~fdenv.fdbench.metrics.words_from_text_tokens`
+  says how token timings differ from ASR), decoded with the policy's tokenizer where it
   has one (the token ids otherwise). For an interruption sample, only words after the
   interruption's end are written, as the benchmark's ASR only hears the audio after it.
 
