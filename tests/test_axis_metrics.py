@@ -19,10 +19,13 @@ LEAD = 0.8
 """10 frames of lead-in: frame k starts at scenario time 0.08 k - 0.8."""
 
 
-def episode(scenario, word_frames, agent_speech=()) -> Episode:
+def episode(scenario, word_frames, agent_speech=None) -> Episode:
+    """Words in ``word_frames``; the agent's speech voices each word's frame unless given."""
     frames = math.ceil((LEAD + scenario.duration) / FRAME_S - 1e-9)
     tokens = np.full(frames, PAD_ID, dtype=np.int64)
     tokens[list(word_frames)] = WORD
+    if agent_speech is None:
+        agent_speech = [Interval(k * FRAME_S - LEAD, (k + 1) * FRAME_S - LEAD) for k in word_frames]
     return Episode(scenario, LEAD, np.zeros(frames, bool), tokens, list(agent_speech))
 
 

@@ -140,3 +140,13 @@ def test_batched_silero_hears_real_speech_as_silero_does(turn_taking):
     )
     assert len(via_soxr) == len(reference)
     assert np.allclose(via_soxr, reference, atol=0.033)
+
+
+def test_building_the_batched_network_leaves_torch_random_state_alone():
+    """It is built on first use, in the middle of a rollout: drawing from torch's generator
+    there made a seeded policy's first evaluation in a process differ from every later one."""
+    from fdenv.audio import vad
+
+    state = torch.random.get_rng_state()
+    vad._silero_network.__wrapped__()
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -345,8 +345,13 @@ class _SileroNetwork:
 
 @functools.lru_cache(maxsize=1)
 def _silero_network() -> _SileroNetwork:
+    """Built on first use, which can come in the middle of a rollout: under a forked random
+    state, since a new LSTM initialises its weights from torch's global generator and would
+    change what a seeded policy samples next, in the first evaluation of a process only."""
+    import torch
+
     model, _ = _silero()  # first: it says which extra is missing
-    with _SILERO_LOCK:
+    with _SILERO_LOCK, torch.random.fork_rng():
         return _SileroNetwork(model)
 
 
