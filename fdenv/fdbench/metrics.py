@@ -213,8 +213,8 @@ def audible_words(words: Sequence[Word], speech: Sequence[Interval]) -> list[Wor
     leaves silent is not in its transcript. A 7B Moshi's audio follows its text closely and
     loses nothing here; the tiny CPU model's follows it loosely (its warm-started base answered
     in words in 5 to 11 of 40 held-out turn-taking episodes whose audio had no response over
-    1 s), and counting those words would credit it with turns its audio never took. Text-heuristic voices
-    make speech from every word, so their words all stay."""
+    1 s), and counting those words would credit it with turns its audio never took.
+    Text-heuristic voices make speech from every word, so their words all stay."""
     return [w for w in words if any(w.start < i.end and i.start < w.end for i in speech)]
 
 
