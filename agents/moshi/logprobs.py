@@ -162,17 +162,11 @@ def sequence_logprobs(
         audio = sampler_logprobs(
             audio_logits, audio_codes, sampling.temp_audio, sampling.top_k_audio
         )
-        unscored = lm.dep_q - audio_codebooks
+        unscored = (codes.shape[0], lm.dep_q - audio_codebooks, codes.shape[-1])
         result.audio = torch.cat(
-            [
-                torch.where(scored_mask, audio, 0.0),
-                audio.new_zeros(*text.shape[:1], unscored, text.shape[-1]),
-            ],
-            1,
+            [torch.where(scored_mask, audio, 0.0), audio.new_zeros(unscored)], 1
         )
-        result.audio_mask = torch.cat(
-            [scored_mask, scored_mask.new_zeros(*text.shape[:1], unscored, text.shape[-1])], 1
-        )
+        result.audio_mask = torch.cat([scored_mask, scored_mask.new_zeros(unscored)], 1)
     return result
 
 
