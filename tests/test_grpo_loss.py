@@ -145,3 +145,18 @@ def test_bad_settings():
         loss_for("ppo")
     with pytest.raises(ValueError, match="epsilon"):
         loss_for("grpo", epsilon=0.0)
+
+
+def test_an_advantage_per_frame_credits_only_its_frames():
+    # advantage [B, T]: rollout 0's first token (the clipped 1.3) gets 0, its second +1;
+    # tokens -0.0, -0.7 | +1.0 (the masked token does not count)
+    out = loss_for("dapo")(batch(advantage=[[0.0, 1.0], [-1.0, -1.0]]))
+    assert out["loss_objective"].item() == pytest.approx((0.0 - 0.7 + 1.0) / 3, abs=1e-6)
+    broadcast = loss_for("grpo")(batch(advantage=[[1.0, 1.0], [-1.0, -1.0]]))
+    per_rollout = loss_for("grpo")(batch())
+    assert broadcast["loss_objective"].item() == per_rollout["loss_objective"].item()
+
+
+def test_an_advantage_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"advantage must be \[B\] or \[B, T\]"):
+        loss_for("grpo")(batch(advantage=[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))

@@ -103,6 +103,46 @@ def test_one_update_raises_the_probability_of_a_better_rollout(tmp_path):
     assert change[0] > 0 > change[1]  # up for A = +1, down for A = -1
 
 
+@dataclass(frozen=True)
+class LateQuiet(Quiet):
+    """Quiet, with the reward decided from 0.6 s into the scenario on."""
+
+    name: ClassVar[str] = "LateQuiet"
+
+    def credit_start(self, scenario):
+        return 0.6
+
+
+@pytest.mark.parametrize("axis_credit", [False, True])
+def test_axis_credit_gives_the_advantage_to_frames_from_the_axis_credit_start(
+    tmp_path, axis_credit
+):
+    register_axis(LateQuiet)
+    try:
+        trainer = GRPOTrainer(
+            config(axes=("LateQuiet",), axis_credit=axis_credit, lead_in_s=0.4),
+            hesitant_models(5),
+            tmp_path,
+        )
+        result = rollout(trainer.policy, trainer.env, seed=0)
+        advantage = np.linspace(-1.0, 1.0, 8)
+        batch = trainer._batch(result, advantage)
+    finally:
+        unregister_axis("LateQuiet")
+    if not axis_credit:
+        assert batch["advantage"].tolist() == pytest.approx(advantage.tolist())
+        return
+    # lead-in 0.4 s + credit start 0.6 s: Moshi frame j is heard until (j + 2) * 0.08 s, so
+    # frames 0-10 (heard until 0.96 s at most) get nothing and frame 11 on the advantage
+    credited = batch["advantage"]
+    assert credited.shape == result.trainable.shape
+    assert torch.all(credited[:, :11] == 0.0)
+    expected = torch.tensor(advantage, dtype=torch.float32)[:, None]
+    assert torch.all(credited[:, 11:] == expected.expand(-1, credited.shape[1] - 11))
+    losses = trainer.update(batch)
+    assert all(np.isfinite(step["loss_objective"]) for step in losses)
+
+
 @pytest.mark.parametrize(
     ("weights", "codebooks"),
     [((1.0,) + (0.0,) * 8, 0), ((1.0, 1.0) + (0.0,) * 7, 1), ((0.0,) * 3 + (0.5,) + (0.0,) * 5, 3)],

@@ -72,6 +72,16 @@ def test_zero_advantage_gives_no_gradient():
     assert torch.all(loss.actor.logprob.grad == 0.0)
 
 
+def test_an_advantage_per_frame_credits_only_its_frames():
+    # rollout 0's first frame gets no credit: no gradient there, the rest as with A per rollout
+    loss = ReinforceLoss(FixedActor(NEW, VALID), [1.0])
+    loss(batch(advantage=[[0.0, 1.0], [-1.0, -1.0]]))["loss_objective"].backward()
+    grad = loss.actor.logprob.grad
+    assert grad[0, 0, 0].item() == 0.0
+    assert grad[0, 0, 1].item() == pytest.approx(-0.25)
+    assert grad[1, 0, 0].item() == pytest.approx(0.5)
+
+
 def test_k3_kl_against_the_reference():
     def k3(ref, new):
         d = math.log(ref) - math.log(new)

@@ -6,7 +6,7 @@ import pytest
 from fdenv.axes.backchannel import Backchannel, backchannel_f1, match_count
 from fdenv.axes.pause_handling import PauseHandling, pause_reward
 from fdenv.axes.turn_taking import TurnTaking, response_delay
-from fdenv.axes.user_interruption import interruption_delay
+from fdenv.axes.user_interruption import UserInterruption, interruption_delay
 from fdenv.constants import PAD_ID
 from fdenv.episode import Episode
 from fdenv.scenarios.synthetic import make_scenario
@@ -113,6 +113,19 @@ class TestTurnTaking:
         strict = TurnTaking(mid_turn_rule="interval", mid_turn_max_speech_s=0.5)
         assert strict.score(episode).terms["pause"] == -1.0
 
+    def test_the_reward_is_decided_from_the_turn_end(self):
+        # what the agent says in the user's turn and stops before its end leaves R_turn alone,
+        # so a trainer may credit the advantage from the turn end (GRPOConfig.axis_credit)
+        scenario, _ = self._episode([])
+        end = scenario.turn_end
+        assert TurnTaking().credit_start(scenario) == end
+        answer = I(end + 0.4, end + 2.4)
+        alone = TurnTaking().score(self._episode([answer])[1]).reward
+        chatty = TurnTaking().score(self._episode([I(0.5, 2.0), I(2.5, end), answer])[1])
+        assert chatty.reward == alone
+        # the mid-turn rule judges the user's turn too
+        assert TurnTaking(mid_turn_rule="interval").credit_start(scenario) == 0.0
+
     def test_an_unknown_mid_turn_rule_is_refused(self):
         with pytest.raises(ValueError, match="'interval' or 'span'"):
             TurnTaking(mid_turn_rule="total")
@@ -139,6 +152,26 @@ class TestInterruption:
 
     def test_silence_costs_the_rest(self):
         assert interruption_delay([], I(4.0, 7.0), 12.0) == (pytest.approx(5.0), False)
+
+    def test_the_reward_is_decided_from_the_interruptions_start(self):
+        scenario = make_scenario(UserInterruption(), 0, 0)
+        cut_in = scenario.interruption
+        assert UserInterruption().credit_start(scenario) == cut_in.start
+        frames = int(scenario.duration / 0.08) + 1
+
+        def reward(speech):
+            episode = Episode(
+                scenario, 0.0, np.zeros(frames, bool), np.full(frames, PAD_ID), speech
+            )
+            return UserInterruption().score(episode).reward
+
+        answer = I(cut_in.end + 0.3, cut_in.end + 1.5)
+        assert reward([I(0.2, cut_in.start), answer]) == reward([answer]) == pytest.approx(-0.3)
+
+
+def test_pause_and_backchannel_rewards_are_decided_over_the_whole_scenario():
+    for axis in (PauseHandling(), Backchannel()):
+        assert axis.credit_start(make_scenario(axis, 0, 0)) == 0.0
 
 
 class TestBackchannel:

@@ -42,8 +42,9 @@ class GRPOLoss(LossModule):
         loss_type: token aggregation, ``grpo`` | ``dapo`` | ``dr_grpo``.
 
     Input keys (configurable with :meth:`set_keys`): ``tokens``, ``trainable [B, T]``,
-    ``advantage [B]``, ``old_logprob [B, S, T]``, optionally ``beta [B]`` (each rollout's KL
-    weight, in place of ``beta``) and, when a KL weight is above 0, ``ref_logprob``.
+    ``advantage [B]`` (or ``[B, T]``, one per frame), ``old_logprob [B, S, T]``, optionally
+    ``beta [B]`` (each rollout's KL weight, in place of ``beta``) and, when a KL weight is above
+    0, ``ref_logprob``.
     Output: ``loss_objective``, ``loss_kl`` and diagnostics ``kl``, ``clip_fraction``,
     ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
@@ -103,7 +104,7 @@ class GRPOLoss(LossModule):
         logprob, valid, *extra = self.actor(tensordict[keys.tokens], tensordict[keys.trainable])
         weights = valid.float() * self.stream_weights[None, :, None]
         old = tensordict[keys.old_logprob]
-        advantage = tensordict[keys.advantage].to(logprob)[:, None, None]
+        advantage = token_advantage(tensordict[keys.advantage], logprob)
         log_ratio = torch.where(valid, logprob - old, 0.0)
         ratio = log_ratio.exp()
         clipped = ratio.clamp(1.0 - self.epsilon, 1.0 + self.epsilon_high)
@@ -117,6 +118,20 @@ class GRPOLoss(LossModule):
             out["entropy"] = weighted_mean(extra[0][:, None], weights[:, :1])
         out["tokens"] = (weights > 0).sum().float()
         return TensorDict(out, batch_size=[])
+
+
+def token_advantage(advantage: torch.Tensor, logprob: torch.Tensor) -> torch.Tensor:
+    """A rollout's advantage ``[B]``, or one per frame ``[B, T]`` (the trainer's
+    ``axis_credit``), shaped to multiply the log-probs ``[B, S, T]`` of every stream."""
+    advantage = advantage.to(logprob)
+    if advantage.dim() == 1:
+        return advantage[:, None, None]
+    if advantage.shape != (logprob.shape[0], logprob.shape[2]):
+        raise ValueError(
+            f"advantage must be [B] or [B, T] = {[logprob.shape[0], logprob.shape[2]]}, "
+            f"got {list(advantage.shape)}"
+        )
+    return advantage[:, None, :]
 
 
 class KLPenalised(Protocol):

@@ -19,7 +19,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 
-from agents.grpo.loss import GRPOLoss, kl_penalty, weighted_mean
+from agents.grpo.loss import GRPOLoss, kl_penalty, token_advantage, weighted_mean
 
 if TYPE_CHECKING:
     from agents.grpo.trainer import GRPOConfig
@@ -41,8 +41,8 @@ class ReinforceLoss(LossModule):
             averaged; a rollout with no valid token is left out.
 
     Input keys (configurable with :meth:`set_keys`): ``tokens``, ``trainable [B, T]``,
-    ``advantage [B]``, ``old_logprob [B, S, T]``, optionally ``beta [B]`` (each rollout's KL
-    weight, in place of ``beta``) and, when a KL weight is above 0, ``ref_logprob``.
+    ``advantage [B]`` (or ``[B, T]``), ``old_logprob [B, S, T]``, optionally ``beta [B]`` (each
+    rollout's KL weight, in place of ``beta``) and, when a KL weight is above 0, ``ref_logprob``.
     Output: ``loss_objective``, ``loss_kl`` (when a KL weight is above 0) and diagnostics ``kl``,
     ``ratio_mean``, ``tokens`` and, when the actor reports it, ``entropy``.
     """
@@ -88,7 +88,7 @@ class ReinforceLoss(LossModule):
         weights = valid.float() * self.stream_weights[None, :, None]
         # invalid positions may hold NaN: select, never multiply, or NaN reaches the gradient
         logprob = torch.where(valid, logprob, 0.0)
-        advantage = tensordict[keys.advantage].to(logprob)[:, None, None]
+        advantage = token_advantage(tensordict[keys.advantage], logprob)
         out = {"loss_objective": self.aggregate(-advantage * logprob, weights)}
         out |= kl_penalty(self, tensordict, logprob, valid, weights)
         old = tensordict[keys.old_logprob]

@@ -46,7 +46,7 @@ from agents.moshi.logprobs import MoshiScorer
 from agents.moshi.lora import ReferenceModel, add_lora
 from agents.moshi.models import MoshiModels
 from agents.moshi.policy import MoshiPolicy, SamplingConfig
-from agents.moshi.rollout import Rollout, rollout
+from agents.moshi.rollout import Rollout, rollout, spoken_after
 from agents.report import eval_json
 from fdenv.agent import env_for
 from fdenv.atomic import atomic_path, clean_stale_temporaries
@@ -164,6 +164,13 @@ class GRPOConfig:
     scale_rewards: ScaleRewards = "group"
     """Advantage scale: the group's reward std (``group``), the batch's (``batch``) or none
     (``none``, Dr. GRPO)."""
+    axis_credit: bool = False
+    """Credit each rollout's advantage only to the frames from which its axis' reward is
+    decided (:meth:`~fdenv.axes.base.Axis.credit_start`: the turn end for turn-taking, the
+    interruption's start for interruptions, the whole scenario for pauses and backchannels);
+    earlier frames keep their KL term. ``False``: every frame of the scenario, as GRPO and the
+    paper do, so a turn-taking rollout that answered fast also reinforces what it said in the
+    user's mid-turn gaps."""
     stream_weights: tuple[float, ...] = (1.0,) + (0.0,) * 8
     """Text, then 8 audio codebooks; the paper optimises text tokens only. Weighing an audio
     codebook runs the depth transformer up to the last one weighted: the semantic codebook
@@ -561,6 +568,8 @@ class GRPOTrainer:
             "advantage": torch.as_tensor(advantage, dtype=torch.float32),
             "old_logprob": old,
         }
+        if self.config.axis_credit:
+            data["advantage"] = data["advantage"][:, None] * self.credited(result)
         if set(self.kl_weights) & set(self.config.beta_by_axis):
             betas = [self.kl_weights[axis] for axis in result.axes]
             data["beta"] = torch.tensor(betas, dtype=torch.float32)
@@ -576,6 +585,14 @@ class GRPOTrainer:
                 ref = scorer(result.codes, result.trainable)[0]
             data["ref_logprob"] = ref
         return TensorDict(data, batch_size=[len(advantage)])
+
+    def credited(self, result: Rollout) -> torch.Tensor:
+        """``[B, T]`` 1.0 for the frames from each rollout's ``Axis.credit_start`` on."""
+        axes = {axis.name: axis for axis in self.axes}
+        starts = torch.tensor(
+            [e.lead_in_s + axes[e.axis].credit_start(e.scenario) for e in result.episodes]
+        )
+        return spoken_after(starts, result.codes.shape[2]).float()
 
     # --- the run -------------------------------------------------------------------------------
 

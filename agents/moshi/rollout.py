@@ -34,6 +34,14 @@ class Rollout(PlayedBatch):
     trainable: torch.Tensor
 
 
+def spoken_after(times_s: torch.Tensor, length: int) -> torch.Tensor:
+    """``[B, T]``: which of ``length`` Moshi frames are heard after ``times_s [B]`` (seconds
+    into each episode). Moshi frame j is spoken in env frame j + 1, which ends at
+    ``(j + 2) * FRAME_S``."""
+    ends = (torch.arange(length) + 2) * FRAME_S
+    return ends[None, :] > times_s[:, None]
+
+
 def rollout(
     policy: MoshiPolicy,
     env: FullDuplexVectorEnv,
@@ -56,9 +64,8 @@ def rollout(
     codes = torch.where(
         in_episode[:, None, :].to(codes.device), codes, policy.models.lm.zero_token_id
     )
-    # Moshi frame j is spoken in env frame j + 1; train the frames that reach the scenario
     lead_in = torch.tensor([e.lead_in_s for e in played.episodes])
-    trainable = in_episode & ((frames[None, :] + 2) * FRAME_S > lead_in[:, None])
+    trainable = in_episode & spoken_after(lead_in, codes.shape[2])
     return Rollout(
         rewards=played.rewards,
         reward_terms=played.reward_terms,

@@ -97,6 +97,16 @@ class Axis(ABC):
         return ``{}``."""
         return {}
 
+    def credit_start(self, scenario: Scenario) -> float:
+        """Seconds into ``scenario`` from which the agent's actions decide this axis' reward.
+
+        A trainer may credit a rollout's advantage to the frames from here on only
+        (``GRPOConfig.axis_credit``): what the agent did before cannot earn the reward, and
+        crediting it anyway spreads the reward's noise over those frames. Default: the whole
+        scenario.
+        """
+        return 0.0
+
     def mine(self, labels: ConversationLabels, user: int, rules: MiningRules) -> list[Segment]:
         """This axis' segments in a two-party conversation, with channel ``user`` as the user.
 

@@ -101,6 +101,13 @@ class TurnTaking(Axis):
             )
         return AxisScore(terms=terms, stats={"latency_s": delay, "responded": float(responded)})
 
+    def credit_start(self, scenario: Scenario) -> float:
+        """The turn end: R_turn times the response from there, and what the agent says in the
+        user's mid-turn gaps is the pause axis' business (the paper's rule leaves it free).
+        With ``mid_turn_rule`` the reward judges those gaps too: the whole scenario."""
+        assert scenario.turn_end is not None
+        return 0.0 if self.mid_turn_rule is not None else scenario.turn_end
+
     def metrics(self, episode: Episode) -> dict[str, float]:
         """FD-Bench turn-taking TOR (higher is better) and latency from ``turn_end`` (NaN
         without a take-over)."""

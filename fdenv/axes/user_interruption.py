@@ -82,6 +82,11 @@ class UserInterruption(Axis):
             stats={"latency_s": delay, "responded": float(responded)},
         )
 
+    def credit_start(self, scenario: Scenario) -> float:
+        """The interruption's start: R_int's next speech is the first that starts after it."""
+        assert scenario.interruption is not None
+        return scenario.interruption.start
+
     def metrics(self, episode: Episode) -> dict[str, float]:
         """FD-Bench interruption TOR (higher is better) and latency from the interruption's
         end, words before it cut; the benchmark's judge score needs an LLM and is left out."""
