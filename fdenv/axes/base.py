@@ -101,9 +101,9 @@ class Axis(ABC):
         """Seconds into ``scenario`` from which the agent's actions decide this axis' reward.
 
         A trainer may credit a rollout's advantage to the frames from here on only
-        (``GRPOConfig.axis_credit``): what the agent did before cannot earn the reward, and
-        crediting it anyway spreads the reward's noise over those frames. Default: the whole
-        scenario.
+        (``GRPOConfig.axis_credit``): what the agent did earlier reaches the reward at most
+        through what it is still doing then, and crediting those frames anyway spreads the
+        reward's noise over them. Default: the whole scenario.
         """
         return 0.0
 
