@@ -168,9 +168,10 @@ class GRPOConfig:
     """Credit each rollout's advantage only to the frames from which its axis' reward is
     decided (:meth:`~fdenv.axes.base.Axis.credit_start`: the turn end for turn-taking, the
     interruption's start for interruptions, the whole scenario for pauses and backchannels);
-    earlier frames keep their KL term. ``False``: every frame of the scenario, as GRPO and the
-    paper do, so a turn-taking rollout that answered fast also reinforces what it said in the
-    user's mid-turn gaps."""
+    earlier frames keep their KL term, and the objective still averages over every frame, so a
+    turn-taking rollout's pull shrinks with the share of it credited. ``False``: every frame of
+    the scenario, as GRPO and the paper do, so a turn-taking rollout that answered fast also
+    reinforces what it said in the user's mid-turn gaps."""
     stream_weights: tuple[float, ...] = (1.0,) + (0.0,) * 8
     """Text, then 8 audio codebooks; the paper optimises text tokens only. Weighing an audio
     codebook runs the depth transformer up to the last one weighted: the semantic codebook
